@@ -1,0 +1,280 @@
+"""The one optimizer base class.
+
+A subclass declares its hyperparameter rules, the names of its per-parameter state tensors, a function that
+creates that state, and ONE per-tensor update function (the single source of truth for its math). This class
+supplies everything else, the same way for every algorithm:
+
+* torch.optim semantics: param groups, ``step(closure)``, ``maximize``, ``zero_grad``, LR schedulers,
+  ``state_dict``/``load_state_dict`` (bit-exact, loads with ``torch.load(weights_only=True)``, state keeps its
+  own dtype instead of being cast to the parameter's, no aliasing between a saved dict and the live state);
+* validation: every hyperparameter is checked when a group is added, ``ValueError`` names the field;
+* dtypes: math in fp32 for bf16/fp16 parameters (state in fp32), optional stochastic rounding on write-back;
+  complex parameters are updated through ``torch.view_as_real`` (elementwise rules only);
+* non-finite gradients: ``nonfinite="skip"`` (default) leaves a parameter with a NaN/Inf gradient and its
+  state untouched for that step and counts it in ``group["nonfinite_skips"]``; ``"raise"`` raises
+  ``FloatingPointError``; ``"propagate"`` applies the update as torch.optim does;
+* execution: an eager per-tensor loop (measured faster than ``torch._foreach_*`` on CPU), or ``compile=True``,
+  which compiles the group loop with hyperparameters passed as 0-d tensors so a changing learning rate does
+  not recompile.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from . import _kernels
+from ._rules import OneOf, Rule
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+NONFINITE_POLICIES = ("skip", "raise", "propagate")
+
+
+def _apply_group(update: Callable, params, grads, states, steps, hyper: dict[str, Any]) -> None:
+    """The group loop; the same function runs eagerly or under ``torch.compile``."""
+    for p, g, state, step in zip(params, grads, states, steps):
+        step += 1
+        update(p, g, *state, step=step, **hyper)
+
+
+class Optimizer(torch.optim.Optimizer):
+    """Base class of every optimlab optimizer (see the module docstring)."""
+
+    #: rule per hyperparameter; checked for ``defaults`` and for every added param group
+    hyperparameters: ClassVar[dict[str, Rule]] = {}
+    #: names of the per-parameter state tensors, in the order the update function takes them
+    state_names: ClassVar[tuple[str, ...]] = ()
+    #: whether the update rule is elementwise (complex params then go through view_as_real)
+    supports_complex: ClassVar[bool] = True
+    #: whether ``step`` needs a closure (re-evaluates the loss)
+    requires_closure: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        defaults: dict[str, Any],
+        *,
+        compile: bool = False,
+        nonfinite: str = "skip",
+        stochastic_rounding: bool = False,
+        seed: int = 0,
+    ) -> None:
+        OneOf(NONFINITE_POLICIES).check("nonfinite", nonfinite)
+        OneOf((True, False)).check("compile", compile)
+        OneOf((True, False)).check("stochastic_rounding", stochastic_rounding)
+        defaults = {**defaults}
+        defaults.setdefault("maximize", False)
+        self._check_hyperparameters(defaults)
+        self.nonfinite = nonfinite
+        self.stochastic_rounding = stochastic_rounding
+        self.seed = int(seed)
+        self.compile = compile
+        self._compiled_apply: Callable | None = None
+        self._index_of: dict[int, int] | None = None
+        super().__init__(params, defaults)
+
+    # ----------------------------------------------------------------- subclass interface
+    @staticmethod
+    def update(p: Tensor, grad: Tensor, *state: Tensor, step: Any, **hyper: Any) -> None:
+        """The algorithm's per-tensor update, in place on ``p`` and the state tensors."""
+        raise NotImplementedError
+
+    def hyper(self, group: dict[str, Any]) -> dict[str, Any]:
+        """Keyword arguments of ``update`` taken from a param group (override to unpack e.g. ``betas``)."""
+        raise NotImplementedError
+
+    def state_keys(self, group: dict[str, Any]) -> tuple[str, ...]:
+        """Names of the state tensors for params of ``group`` (override when a flag adds or removes one)."""
+        return self.state_names
+
+    def init_state(self, p: Tensor, group: dict[str, Any]) -> list[Tensor]:
+        """Fresh state tensors, one per ``state_keys(group)``; ``p`` is the fp32/real view the update sees."""
+        return [torch.zeros_like(p, memory_format=torch.preserve_format) for _ in self.state_keys(group)]
+
+    # ----------------------------------------------------------------- validation
+    def _check_hyperparameters(self, group: dict[str, Any]) -> None:
+        for name, rule in self.hyperparameters.items():
+            if name in group:
+                rule.check(name, group[name])
+        OneOf((True, False)).check("maximize", group.get("maximize", False))
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        self._index_of = None
+        group = self.param_groups[-1]
+        self._check_hyperparameters(group)
+        group.setdefault("nonfinite_skips", 0)
+        for p in group["params"]:
+            if p.is_complex() and not self.supports_complex:
+                raise ValueError(f"{type(self).__name__} does not support complex parameters")
+
+    # ----------------------------------------------------------------- the step
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one optimization step; ``closure`` re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        elif self.requires_closure:
+            raise RuntimeError(
+                f"{type(self).__name__}.step() requires a closure that re-evaluates the model and returns the loss"
+            )
+        for group in self.param_groups:
+            self._step_group(group)
+        return loss
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        params, work_params, grads, states, steps, writebacks = [], [], [], [], [], []
+        keys = self.state_keys(group)
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            work_p, grad = self._working_views(p, group)
+            state = self.state[p]
+            if not state:
+                state["step"] = torch.zeros((), dtype=torch.float32)
+                for name, tensor in zip(keys, self.init_state(work_p, group)):
+                    state[name] = tensor
+            params.append(p)
+            work_params.append(work_p)
+            grads.append(grad)
+            states.append([state[name] for name in keys])
+            steps.append(state["step"])
+            writebacks.append(work_p is not p and p.dtype in LOW_PRECISION)
+        if not params:
+            return
+        if self.nonfinite != "propagate":
+            keep = self._finite_mask(grads)
+            if not all(keep):
+                if self.nonfinite == "raise":
+                    bad = [i for i, k in enumerate(keep) if not k]
+                    raise FloatingPointError(
+                        f"{type(self).__name__}: non-finite gradient in {len(bad)} parameter(s) of a param group"
+                    )
+                group["nonfinite_skips"] += keep.count(False)
+                params, work_params, grads, states, steps, writebacks = (
+                    [x for x, k in zip(seq, keep) if k]
+                    for seq in (params, work_params, grads, states, steps, writebacks)
+                )
+        hyper = self.hyper(group)
+        if self.compile:
+            hyper = {k: _as_tensor(v) for k, v in hyper.items()}
+            _apply = self._compiled()
+            _apply(self.update, work_params, grads, states, steps, hyper)
+        else:
+            for work_p, grad, state, step_t in zip(work_params, grads, states, steps):
+                step_t += 1
+                self.update(work_p, grad, *state, step=step_t.item(), **hyper)
+        for p, work_p, step_t, wb in zip(params, work_params, steps, writebacks):
+            if wb:
+                self._write_back(p, work_p, step_t)
+
+    def _working_views(self, p: Tensor, group: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """The tensors the update sees: real views of complex params, fp32 copies of low-precision ones."""
+        grad = p.grad
+        work = p
+        if p.is_complex():
+            work, grad = torch.view_as_real(p), torch.view_as_real(grad)
+        if work.dtype in LOW_PRECISION:
+            work, grad = work.float(), grad.float()
+        if group["maximize"]:
+            grad = -grad
+        return work, grad
+
+    @staticmethod
+    def _finite_mask(grads: list[Tensor]) -> list[bool]:
+        flags = torch.stack([torch.isfinite(g).all() for g in grads])
+        return flags.tolist()
+
+    def _write_back(self, p: Tensor, work: Tensor, step: Tensor) -> None:
+        target = torch.view_as_real(p) if p.is_complex() else p
+        if self.stochastic_rounding:
+            gen = torch.Generator(device=p.device)
+            # a deterministic stream per (seed, parameter, step): resuming needs no saved RNG state
+            index = self._param_index(p)
+            gen.manual_seed((self.seed * 1_000_003 + index * 7_919 + int(step.item())) % (2**63))
+            _kernels.copy_stochastic_(target, work, gen)
+        else:
+            target.copy_(work)
+
+    def _param_index(self, p: Tensor) -> int:
+        if self._index_of is None:
+            self._index_of = {id(q): i for i, q in enumerate(q for g in self.param_groups for q in g["params"])}
+        return self._index_of[id(p)]
+
+    def _compiled(self) -> Callable:
+        if self._compiled_apply is None:
+            cls = type(self)
+            if "_apply_group_code" not in cls.__dict__:
+                # dynamo caches compiled graphs per code object, with a small limit; one code object per
+                # optimizer class keeps several algorithms in one process from evicting each other
+                cls._apply_group_code = _apply_group.__code__.replace()
+            fn = types.FunctionType(cls._apply_group_code, _apply_group.__globals__, f"_apply_group_{cls.__name__}")
+            self._compiled_apply = torch.compile(fn, dynamic=False)
+        return self._compiled_apply
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        for key in ("nonfinite", "stochastic_rounding", "seed", "compile"):
+            state[key] = getattr(self, key)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("_compiled_apply", None)
+        self._index_of = None
+
+    # ----------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Like torch.optim's, but the state tensors are copies: a dict kept in memory does not change as
+        training goes on."""
+        sd = super().state_dict()
+        sd["state"] = {
+            k: {name: (v.clone() if isinstance(v, Tensor) else v) for name, v in s.items()}
+            for k, s in sd["state"].items()
+        }
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Like torch.optim's, but state tensors keep the dtype they were saved with (fp32 state of bf16
+        parameters stays fp32, real views of complex parameters stay real) and are copied, not aliased."""
+        super().load_state_dict(state_dict)
+        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        params = [p for g in self.param_groups for p in g["params"]]
+        for saved_id, p in zip(saved_ids, params):
+            saved = state_dict["state"].get(saved_id)
+            if saved is not None:
+                self.state[p] = {
+                    name: (v.to(device=p.device, copy=True) if isinstance(v, Tensor) else v)
+                    for name, v in saved.items()
+                }
+        for group in self.param_groups:
+            group.setdefault("nonfinite_skips", 0)
+            self._check_hyperparameters(group)
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"  group {i}: {len(group['params'])} tensors")
+            for key in sorted(group):
+                if key != "params":
+                    lines.append(f"    {key}: {group[key]}")
+        lines.append(")")
+        return "\n".join(lines)
+
+
+def _as_tensor(value: Any) -> Any:
+    """Numbers become 0-d float64 tensors for the compiled path (no recompile when they change)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return value
+    return torch.tensor(float(value), dtype=torch.float64)

@@ -1,0 +1,111 @@
+"""Hyperparameter rules: each optimizer declares one rule per hyperparameter.
+
+A rule checks a value (raising ``ValueError`` that names the field and the allowed range) and can produce
+values that violate it, so the generic test matrix checks every field of every optimizer automatically.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+def _as_float(name: str, value: Any) -> float:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Range:
+    """A real (or integer) value in an interval; ``low_open``/``high_open`` exclude the end points."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+    optional: bool = False  # None allowed
+
+    def describe(self) -> str:
+        left = "(" if self.low_open or self.low == -math.inf else "["
+        right = ")" if self.high_open or self.high == math.inf else "]"
+        kind = "an integer" if self.integer else "a number"
+        return f"{kind} in {left}{self.low}, {self.high}{right}" + (" or None" if self.optional else "")
+
+    def check(self, name: str, value: Any) -> None:
+        if value is None and self.optional:
+            return
+        if self.integer and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"{name} must be {self.describe()}, got {value!r}")
+        x = _as_float(name, value)
+        ok = not math.isnan(x)
+        ok = ok and (x > self.low if self.low_open else x >= self.low)
+        ok = ok and (x < self.high if self.high_open else x <= self.high)
+        if not ok:
+            raise ValueError(f"{name} must be {self.describe()}, got {value!r}")
+
+    def bad_values(self) -> list[Any]:
+        bad: list[Any] = [] if self.integer else [math.nan]
+        if self.low != -math.inf:
+            bad.append(self.low if self.low_open else self.low - 1)
+        if self.high != math.inf:
+            bad.append(self.high if self.high_open else self.high + 1)
+        if self.integer:
+            bad.append(1.5)
+        if not self.optional:
+            bad.append(None)
+        return bad
+
+
+@dataclass(frozen=True)
+class Tuple:
+    """A fixed-length tuple whose entries each obey ``item`` (e.g. ``betas``)."""
+
+    length: int
+    item: Range
+
+    def check(self, name: str, value: Any) -> None:
+        if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != self.length:
+            raise ValueError(f"{name} must be a tuple of {self.length} values, got {value!r}")
+        for i, v in enumerate(value):
+            self.item.check(f"{name}[{i}]", v)
+
+    def bad_values(self) -> list[Any]:
+        ok = [0.5] * self.length
+        bads: list[Any] = [tuple(ok[:-1]), "0.9"]
+        for i in range(self.length):
+            for b in self.item.bad_values():
+                candidate = list(ok)
+                candidate[i] = b
+                bads.append(tuple(candidate))
+        return bads
+
+
+#: The usual momentum-coefficient rule: 0 <= beta < 1.
+BETA = Range(0.0, 1.0, high_open=True)
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """One of a fixed set of choices (strings, booleans, ...)."""
+
+    choices: tuple
+
+    def check(self, name: str, value: Any) -> None:
+        if not any(value is c or (type(value) is type(c) and value == c) for c in self.choices):
+            raise ValueError(f"{name} must be one of {list(self.choices)}, got {value!r}")
+
+    def bad_values(self) -> list[Any]:
+        return ["not-a-choice"] if all(isinstance(c, bool) for c in self.choices) else ["not-a-choice", 3]
+
+
+Rule = Range | Tuple | OneOf

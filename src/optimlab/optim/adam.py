@@ -1,0 +1,223 @@
+"""Adam, AdamW and AMSGrad.
+
+Kingma & Ba (2015), *Adam: A Method for Stochastic Optimization*, arXiv:1412.6980;
+Loshchilov & Hutter (2019), *Decoupled Weight Decay Regularization*, arXiv:1711.05101;
+Reddi, Kale & Kumar (2018), *On the Convergence of Adam and Beyond*, arXiv:1904.09237.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from .. import registry as R
+from . import _kernels as K
+from ._base import Optimizer
+from ._rules import BETA, OneOf, Range, Tuple
+
+ADAM_PAPER = R.Paper("Adam: A Method for Stochastic Optimization", "Kingma, Ba", 2015, "1412.6980", "#51")
+
+
+def adam_update_(
+    p: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    max_exp_avg_sq: Tensor | None = None,
+    *,
+    step: K.Scalar,
+    lr: K.Scalar,
+    beta1: K.Scalar,
+    beta2: K.Scalar,
+    eps: K.Scalar,
+    weight_decay: K.Scalar,
+    decoupled: bool,
+    bias_correction: bool = True,
+) -> None:
+    """One Adam step on one tensor. m, v are EMAs of g and g²; the step is lr·m̂/(√v̂ + eps).
+
+    ``decoupled`` selects AdamW's decay (p ← p(1 − lr·λ)) over L2 decay folded into g. With
+    ``max_exp_avg_sq`` the denominator uses the running maximum of v (AMSGrad).
+    """
+    if decoupled:
+        K.decoupled_decay_(p, lr, weight_decay)
+    else:
+        grad = K.coupled_decay(grad, p, weight_decay)
+    K.ema_(exp_avg, grad, beta1)
+    K.ema_sq_(exp_avg_sq, grad, beta2)
+    second = exp_avg_sq
+    if max_exp_avg_sq is not None:
+        second = max_exp_avg_sq.copy_(max_exp_avg_sq.maximum(exp_avg_sq))
+    if bias_correction:
+        step_size = lr / K.bias_correction(beta1, step)
+        denom = (second.sqrt() / K.sqrt(K.bias_correction(beta2, step))).add_(eps)
+    else:
+        step_size = lr
+        denom = second.sqrt().add_(eps)
+    K.addcdiv_scaled_(p, exp_avg, denom, -step_size)
+
+
+ADAM_RULES = {
+    "lr": Range(0.0),
+    "betas": Tuple(2, BETA),
+    "eps": Range(0.0),
+    "weight_decay": Range(0.0),
+    "amsgrad": OneOf((True, False)),
+}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015) with L2 weight decay; ``amsgrad=True`` adds Reddi et al.'s max of v.
+
+    Same arguments and defaults as ``torch.optim.Adam``; eps is added to √v̂ (outside the root).
+    """
+
+    hyperparameters = ADAM_RULES
+    decoupled = False
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        **options: Any,
+    ) -> None:
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize)
+        super().__init__(params, defaults, **options)
+
+    def state_keys(self, group):
+        return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if group["amsgrad"] else ("exp_avg", "exp_avg_sq")
+
+    update = staticmethod(adam_update_)
+
+    def hyper(self, group):
+        beta1, beta2 = group["betas"]
+        return dict(
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            decoupled=self.decoupled,
+        )
+
+
+class AdamW(Adam):
+    """AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay p ← p(1 − lr·λ).
+
+    Same arguments and defaults as ``torch.optim.AdamW`` (weight_decay=1e-2).
+    """
+
+    decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, **kw):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, **kw)
+
+
+class AMSGrad(Adam):
+    """AMSGrad (Reddi, Kale & Kumar, 2018): Adam whose denominator uses the running maximum of v.
+
+    ``bias_correction=False`` (default) is the paper's Algorithm 2 (no debiasing);
+    ``bias_correction=True`` is torch.optim's ``Adam(amsgrad=True)``. ``decoupled=True`` gives AdamW-style decay.
+    """
+
+    hyperparameters = {**ADAM_RULES, "bias_correction": OneOf((True, False)), "decoupled": OneOf((True, False))}
+
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        *,
+        bias_correction: bool = False,
+        decoupled: bool = False,
+        maximize: bool = False,
+        **options,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=True,
+            bias_correction=bias_correction,
+            decoupled=decoupled,
+            maximize=maximize,
+        )
+        Optimizer.__init__(self, params, defaults, **options)
+
+    def hyper(self, group):
+        hyper = super().hyper(group)
+        hyper.update(decoupled=group["decoupled"], bias_correction=group["bias_correction"])
+        return hyper
+
+
+_ADAM_SPACE = {
+    "lr": R.LogUniform(1e-5, 1e-1),
+    "beta1": R.OneMinusLogUniform(0.5, 0.99),
+    "beta2": R.OneMinusLogUniform(0.9, 0.9999),
+    "weight_decay": R.LogUniform(1e-6, 1.0),
+}
+_CONVERGENCE = {"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 0.05}}
+
+R.register(
+    R.AlgorithmSpec(
+        name="adam",
+        cls=Adam,
+        family="adam",
+        paper=ADAM_PAPER,
+        summary="EMA of g over √(EMA of g²), bias-corrected; L2 decay folded into g",
+        defaults=dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0),
+        search_space=_ADAM_SPACE,
+        state_tensors=2,
+        reference="tests.reference.adam:adam",
+        torch_equivalent=R.TorchParity("torch.optim.Adam"),
+        test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),
+        convergence_hparams=_CONVERGENCE,
+    )
+)
+
+R.register(
+    R.AlgorithmSpec(
+        name="adamw",
+        cls=AdamW,
+        family="adam",
+        paper=R.Paper("Decoupled Weight Decay Regularization", "Loshchilov, Hutter", 2019, "1711.05101"),
+        summary="Adam with decoupled weight decay p ← p(1 − lr·λ)",
+        defaults=dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2),
+        search_space=_ADAM_SPACE,
+        state_tensors=2,
+        reference="tests.reference.adam:adamw",
+        torch_equivalent=R.TorchParity("torch.optim.AdamW"),
+        test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),
+        convergence_hparams=_CONVERGENCE,
+    )
+)
+
+R.register(
+    R.AlgorithmSpec(
+        name="amsgrad",
+        cls=AMSGrad,
+        family="adam",
+        paper=R.Paper("On the Convergence of Adam and Beyond", "Reddi, Kale, Kumar", 2018, "1904.09237", "#28"),
+        summary="Adam whose denominator uses max over time of v (non-increasing effective step)",
+        defaults=dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, bias_correction=False),
+        search_space=_ADAM_SPACE,
+        state_tensors=3,
+        reference="tests.reference.adam:amsgrad",
+        torch_equivalent=R.TorchParity(
+            "torch.optim.Adam", torch_kwargs={"amsgrad": True}, our_kwargs={"bias_correction": True}
+        ),
+        test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),
+        convergence_hparams=_CONVERGENCE,
+        notes="Default is the paper's undebiased form; bias_correction=True equals torch.optim.Adam(amsgrad=True).",
+    )
+)

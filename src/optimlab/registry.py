@@ -1,0 +1,236 @@
+"""The algorithm registry: one :class:`AlgorithmSpec` record per algorithm.
+
+The record is the single description of an algorithm that everything else reads: ``create``/``available``,
+the generic test matrix, the ``optimlab list`` table, the benchmark's search spaces and memory columns.
+Records live next to the code they describe (at the bottom of each ``optimlab.optim`` module); the registry
+imports every module of the algorithm packages on first use, so adding an algorithm edits no central list.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import pkgutil
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+#: packages whose modules hold registry records
+ALGORITHM_PACKAGES = ("optimlab.optim",)
+
+
+@dataclass(frozen=True)
+class Paper:
+    """Where an algorithm comes from."""
+
+    title: str
+    authors: str
+    year: int
+    arxiv: str | None = None
+    seed_id: str | None = None  # index in the project's seed catalogue, e.g. "#26"
+
+    def cite(self) -> str:
+        where = f"arXiv:{self.arxiv}" if self.arxiv else ""
+        return f"{self.authors} ({self.year}). {self.title}. {where}".strip()
+
+
+@dataclass(frozen=True)
+class LogUniform:
+    """Tuning dimension sampled log-uniformly in [low, high]."""
+
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Uniform:
+    """Tuning dimension sampled uniformly in [low, high]."""
+
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class OneMinusLogUniform:
+    """Tuning dimension for momenta: 1 - x with x log-uniform in [1 - high, 1 - low]."""
+
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Tuning dimension chosen among fixed values."""
+
+    values: tuple
+
+
+SearchDim = LogUniform | Uniform | OneMinusLogUniform | Choice
+
+
+@dataclass(frozen=True)
+class TorchParity:
+    """A torch.optim class with the same semantics, and the arguments that make the two agree."""
+
+    path: str  # e.g. "torch.optim.AdamW"
+    torch_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    our_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def resolve(self) -> type | None:
+        """The torch class, or None where this torch version lacks it."""
+        module_name, _, attr = self.path.rpartition(".")
+        return getattr(importlib.import_module(module_name), attr, None)
+
+
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """Everything the library, the tests, the docs and the benchmark need to know about one algorithm."""
+
+    name: str
+    cls: type
+    family: str
+    paper: Paper
+    summary: str
+    #: the paper's defaults, passed by ``create`` (overridable)
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    #: tuning search space; keys are constructor arguments (``beta1``/``beta2`` map into ``betas``)
+    search_space: Mapping[str, SearchDim] = field(default_factory=dict)
+    #: number of parameter-sized fp32 state tensors (excluding the step counter)
+    state_tensors: float = 0
+    requires_closure: bool = False
+    dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+    supports_complex: bool = True
+    #: "module:function" of the plain reference implementation under tests/reference
+    reference: str | None = None
+    #: torch.optim class with the same semantics, for parity tests (None if there is none)
+    torch_equivalent: TorchParity | None = None
+    #: hyperparameters the test matrix uses for reference parity (exercise every branch: decay on, ...)
+    test_hparams: Mapping[str, Any] = field(default_factory=dict)
+    #: hyperparameters for the convergence tests: {"quadratic": {...}, "rosenbrock": {...}}
+    convergence_hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: conventions and deviations worth knowing (eps placement, which form of a rule, ...)
+    notes: str = ""
+
+    def create(self, params: Iterable[Any], **overrides: Any) -> torch.optim.Optimizer:
+        return self.cls(params, **{**self.defaults, **_fold_betas(overrides, self.defaults)})
+
+    def state_bytes(self, numel: int) -> int:
+        """Optimizer-state bytes for a parameter of ``numel`` elements (fp32 state + 4-byte step)."""
+        return int(math.ceil(self.state_tensors * numel)) * 4 + 4
+
+
+def _fold_betas(overrides: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Accept ``beta1=…``/``beta2=…``/``beta3=…`` as overrides of the ``betas`` tuple (handy for tuning)."""
+    out = dict(overrides)
+    keys = [k for k in ("beta1", "beta2", "beta3") if k in out]
+    if keys and "betas" in defaults:
+        betas = list(out.get("betas", defaults["betas"]))
+        for k in keys:
+            betas[int(k[-1]) - 1] = out.pop(k)
+        out["betas"] = tuple(betas)
+    return out
+
+
+_REGISTRY: dict[str, AlgorithmSpec] = {}
+_loaded = False
+
+
+def register(spec: AlgorithmSpec) -> AlgorithmSpec:
+    """Add a record; names are unique and lower-case."""
+    if spec.name != spec.name.lower():
+        raise ValueError(f"algorithm names are lower-case, got {spec.name!r}")
+    if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
+        raise ValueError(f"algorithm {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for package_name in ALGORITHM_PACKAGES:
+        package = importlib.import_module(package_name)
+        for info in pkgutil.iter_modules(package.__path__):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"{package_name}.{info.name}")
+
+
+def spec(name: str) -> AlgorithmSpec:
+    """The record of one algorithm (``KeyError`` listing the known names otherwise)."""
+    _load()
+    key = name.lower()
+    if key not in _REGISTRY:
+        raise KeyError(f"unknown algorithm {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[key]
+
+
+def available(family: str | None = None) -> list[str]:
+    """Names of the registered algorithms, optionally of one family, sorted."""
+    _load()
+    return sorted(n for n, s in _REGISTRY.items() if family is None or s.family == family)
+
+
+def specs(family: str | None = None) -> list[AlgorithmSpec]:
+    return [spec(n) for n in available(family)]
+
+
+def families() -> list[str]:
+    _load()
+    return sorted({s.family for s in _REGISTRY.values()})
+
+
+def create(name: str, params: Iterable[Any], **overrides: Any) -> torch.optim.Optimizer:
+    """Build a registered optimizer with the paper's defaults, overridden by ``overrides``.
+
+    >>> opt = create("lion", model.parameters(), lr=3e-4)        # doctest: +SKIP
+    """
+    return spec(name).create(params, **overrides)
+
+
+# ----------------------------------------------------------------------------- param groups helper
+_NO_DECAY_MODULES: tuple[type, ...] = (
+    nn.Embedding,
+    nn.EmbeddingBag,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.LocalResponseNorm,
+    nn.modules.batchnorm._NormBase,
+)
+
+
+def param_groups(
+    model: nn.Module,
+    weight_decay: float,
+    *,
+    no_decay: Callable[[str, nn.Parameter, nn.Module], bool] | None = None,
+    **group_options: Any,
+) -> list[dict[str, Any]]:
+    """Two param groups: weights with ``weight_decay``, and biases/norm/embedding parameters without.
+
+    A parameter goes to the no-decay group when it is 0- or 1-dimensional (biases, norm scales), when it belongs
+    to an embedding or normalization module, or when ``no_decay(name, param, module)`` says so. Frozen
+    parameters are left out. Extra keyword arguments are copied into both groups.
+    """
+    decay, keep = [], []
+    seen: set[int] = set()
+    for module_name, module in model.named_modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            full = f"{module_name}.{name}" if module_name else name
+            exempt = p.ndim <= 1 or isinstance(module, _NO_DECAY_MODULES)
+            if no_decay is not None and no_decay(full, p, module):
+                exempt = True
+            (keep if exempt else decay).append(p)
+    groups = []
+    if decay:
+        groups.append({"params": decay, "weight_decay": weight_decay, **group_options})
+    if keep:
+        groups.append({"params": keep, "weight_decay": 0.0, **group_options})
+    return groups
