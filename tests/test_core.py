@@ -202,3 +202,15 @@ def test_cli_list_and_demo(capsys):
     assert cli_main(["demo", "--optimizers", "adamw,sgd", "--steps", "5"]) == 0
     assert "final loss" in capsys.readouterr().out
     assert cli_main(["demo", "--optimizers", "nope"]) == 2
+
+
+def test_readme_catalogue_matches_the_registry():
+    """The README's catalogue table is `optimlab list --markdown`; regenerate it with
+    `python -m optimlab.cli list --markdown` when a record changes."""
+    from pathlib import Path
+
+    from optimlab.cli import catalogue_rows, render_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("<!-- catalogue:start -->\n")[1].split("<!-- catalogue:end -->")[0].strip()
+    assert table == render_table(catalogue_rows(), markdown=True)
