@@ -94,12 +94,15 @@ def run_reference(ref: Callable, params: list[torch.Tensor], hparams: dict[str, 
     """The reference on the same objective and groups; returns (params, states)."""
     params = [p.detach().clone() for p in params]
     states: list[dict] = [{} for _ in params]
+    per_param = [group_hparams(hparams, 0 if i < 2 else 1) for i in range(len(params))]
     for t in range(steps):
+        if getattr(ref, "whole_model", False):
+            params, states = ref(params, lambda ps, t=t: objective(ps, t), states, per_param)
+            continue
         leaves = [p.clone().requires_grad_(True) for p in params]
         grads = torch.autograd.grad(objective(leaves, t), leaves)
         for i, (p, g) in enumerate(zip(params, grads)):
-            hp = group_hparams(hparams, 0 if i < 2 else 1)
-            params[i], states[i] = ref(p, g, states[i], **hp)
+            params[i], states[i] = ref(p, g, states[i], **per_param[i])
     return params, states
 
 

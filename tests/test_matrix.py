@@ -32,9 +32,11 @@ def _state_tensors(opt):
     """[(param index, name, tensor)] of the optimizer state, in parameter order."""
     out = []
     params = [p for g in opt.param_groups for p in g["params"]]
+    holders = [opt, opt.base] if hasattr(opt, "base") else [opt]  # wrappers: their own state and the base's
     for i, p in enumerate(params):
-        for name, value in opt.state[p].items():
-            out.append((i, name, value))
+        for holder in holders:
+            for name, value in holder.state[p].items():
+                out.append((i, name, value))
     return out
 
 
@@ -157,7 +159,12 @@ def test_state_dict_is_a_snapshot_and_pickles(name):
         for key, v in s.items():
             assert torch.equal(v, frozen["state"][k][key]), "state_dict() aliases live state"
     clone = pickle.loads(pickle.dumps(opt))
-    assert type(clone) is type(opt) and clone.nonfinite == opt.nonfinite
+    assert type(clone) is type(opt)
+    for (_, key, a), (_, key2, b) in zip(_state_tensors(opt), _state_tensors(clone)):
+        assert key == key2 and torch.equal(a, b)
+    assert clone.param_groups == [
+        {**g, "params": clone.param_groups[i]["params"]} for i, g in enumerate(opt.param_groups)
+    ]
 
 
 # ---------------------------------------------------------------------------- 4. errors

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 #: packages whose modules hold registry records
-ALGORITHM_PACKAGES = ("optimlab.optim",)
+ALGORITHM_PACKAGES = ("optimlab.optim", "optimlab.wrappers")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Optimizers that wrap a base optimizer (sharpness-aware family, ...)."""

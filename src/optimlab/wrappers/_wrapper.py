@@ -1,0 +1,112 @@
+"""The base of optimizers that wrap a base optimizer (SAM family, ...).
+
+The wrapper *shares* its base's param groups (an LR scheduler on the wrapper drives the base), keeps its own
+per-parameter state, and checkpoints both: ``state_dict()`` = the wrapper's state and groups plus the base's
+state under ``"base_state"``, all plain tensors, loadable with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from .. import registry
+from ..optim._rules import Rule
+
+
+def build_base(params: Iterable[Any], base: str | type | torch.optim.Optimizer, base_kwargs: dict[str, Any]):
+    """The base optimizer from a registry name, an optimizer class, or an instance (then params must be None)."""
+    if isinstance(base, torch.optim.Optimizer):
+        if params is not None or base_kwargs:
+            raise ValueError("pass either a base optimizer instance, or params with a base name/class and its kwargs")
+        return base
+    if params is None:
+        raise ValueError("params is required when base is a name or a class")
+    if isinstance(base, str):
+        return registry.create(base, params, **base_kwargs)
+    if isinstance(base, type) and issubclass(base, torch.optim.Optimizer):
+        return base(params, **base_kwargs)
+    raise ValueError(f"base must be a registered name, an Optimizer class or instance, got {base!r}")
+
+
+class WrapperOptimizer(torch.optim.Optimizer):
+    """Shares param groups with ``self.base``; subclasses add their own group hyperparameters and state."""
+
+    #: rules of the wrapper's own hyperparameters (the base validates its own)
+    hyperparameters: ClassVar[dict[str, Rule]] = {}
+    requires_closure: ClassVar[bool] = True
+
+    def __init__(self, params, base, base_kwargs: dict[str, Any], wrapper_defaults: dict[str, Any]) -> None:
+        for name, rule in self.hyperparameters.items():
+            rule.check(name, wrapper_defaults[name])
+        self.base = build_base(params, base, base_kwargs)
+        for group in self.base.param_groups:
+            for key, value in wrapper_defaults.items():
+                group.setdefault(key, value)
+            self._check_group(group)
+        super().__init__([{"params": g["params"]} for g in self.base.param_groups], dict(wrapper_defaults))
+        self.param_groups = self.base.param_groups  # shared: schedulers and users edit one set of groups
+        base_name = base if isinstance(base, str) else getattr(base, "__name__", type(self.base).__name__)
+        self.defaults = {**self.base.defaults, **wrapper_defaults, "base": base_name}
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        for name, rule in self.hyperparameters.items():
+            rule.check(name, group[name])
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if not hasattr(self, "base") or self.param_groups is not self.base.param_groups:
+            return super().add_param_group(param_group)  # only during torch's __init__
+        own = {k: param_group.get(k, self.defaults[k]) for k in self.hyperparameters}
+        self._check_group(own)
+        self.base.add_param_group(param_group)
+        group = self.base.param_groups[-1]
+        for key in self.hyperparameters:
+            group.setdefault(key, self.defaults[key])
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.base.zero_grad(set_to_none)
+
+    @property
+    def params_with_grad(self) -> list[tuple[dict[str, Any], Tensor]]:
+        return [(g, p) for g in self.param_groups for p in g["params"] if p.grad is not None]
+
+    # ----------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        base_sd = self.base.state_dict()
+        own = super().state_dict()
+        own["state"] = {k: {n: v.clone() for n, v in s.items()} for k, s in own["state"].items()}
+        own["base_state"] = base_sd["state"]
+        own["param_groups"] = base_sd["param_groups"]
+        return own
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.base.load_state_dict({"state": state_dict["base_state"], "param_groups": state_dict["param_groups"]})
+        self.param_groups = self.base.param_groups
+        params = [p for g in self.param_groups for p in g["params"]]
+        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        self.state.clear()
+        for saved_id, p in zip(saved_ids, params):
+            saved = state_dict["state"].get(saved_id)
+            if saved:
+                self.state[p] = {n: v.to(device=p.device, copy=True) for n, v in saved.items()}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "base": self.base}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.param_groups = self.base.param_groups
+
+    def __deepcopy__(self, memo):
+        clone = self.__class__.__new__(self.__class__)
+        memo[id(self)] = clone
+        clone.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        return clone
+
+    def __repr__(self) -> str:
+        own = ", ".join(f"{k}={self.defaults[k]}" for k in self.hyperparameters)
+        return f"{type(self).__name__}({own}, base={self.base!r})"
