@@ -214,3 +214,23 @@ def test_readme_catalogue_matches_the_registry():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = readme.split("<!-- catalogue:start -->\n")[1].split("<!-- catalogue:end -->")[0].strip()
     assert table == render_table(catalogue_rows(), markdown=True)
+
+
+@pytest.mark.parametrize(
+    "name,hparams,dtype,expected_tensors",
+    [
+        ("adam", {"amsgrad": True}, torch.float32, 3),
+        ("sgd", {"momentum": 0.0}, torch.float32, 0),
+        ("adamw", {}, torch.complex64, 2),
+        ("adamw", {}, torch.float16, 2),
+    ],
+)
+def test_state_bytes_follow_flags_and_dtypes(name, hparams, dtype, expected_tensors):
+    spec = optimlab.spec(name)
+    p = torch.zeros(6, 5, dtype=dtype, requires_grad=True)
+    opt = spec.create([p], **hparams)
+    p.grad = torch.ones_like(p)
+    opt.step()
+    numel = 30 * (2 if dtype.is_complex else 1)
+    assert spec.state_bytes((6, 5), dtype, **hparams) == expected_tensors * numel * 4 + 4
+    assert optimlab.state_bytes(opt) == spec.state_bytes((6, 5), dtype, **hparams)

@@ -167,6 +167,21 @@ def test_state_dict_is_a_snapshot_and_pickles(name):
     ]
 
 
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_measured_state_bytes_equal_the_analytic_formula(name, dtype):
+    spec = _spec(name)
+    params = [p.to(dtype).requires_grad_(True) for p in H.make_params()]
+    hp = _test_hparams(spec)
+    opt = H.run_optimizer(_make(spec), params, 3)
+    measured = optimlab.state_bytes_by_param(opt)
+    expected = [
+        spec.state_bytes(p.shape, dtype, **H.group_hparams(hp, 0 if i < 2 else 1)) for i, p in enumerate(params)
+    ]
+    assert measured == expected
+    assert optimlab.state_bytes(opt) == sum(expected)
+
+
 # ---------------------------------------------------------------------------- 4. errors
 def _bad_cases():
     cases = []

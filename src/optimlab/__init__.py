@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .memory import state_bytes, state_bytes_by_param
 from .optim._base import Optimizer
 from .registry import AlgorithmSpec, available, create, families, param_groups, spec, specs
 
@@ -29,4 +30,15 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_classes()))
 
 
-__all__ = ["AlgorithmSpec", "Optimizer", "available", "create", "families", "param_groups", "spec", "specs"]
+__all__ = [
+    "AlgorithmSpec",
+    "Optimizer",
+    "available",
+    "create",
+    "families",
+    "param_groups",
+    "spec",
+    "specs",
+    "state_bytes",
+    "state_bytes_by_param",
+]

@@ -98,8 +98,11 @@ class AlgorithmSpec:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     #: tuning search space; keys are constructor arguments (``beta1``/``beta2`` map into ``betas``)
     search_space: Mapping[str, SearchDim] = field(default_factory=dict)
-    #: number of parameter-sized fp32 state tensors (excluding the step counter)
+    #: number of parameter-sized state tensors (excluding the step counter) at the defaults
     state_tensors: float = 0
+    #: analytic state bytes of one parameter, ``f(shape, dtype, hparams) -> int``, when ``state_tensors`` alone
+    #: cannot say it (a flag adds a buffer, a projector has rank-r factors, ...); see :meth:`state_bytes`
+    state_formula: Callable[[tuple[int, ...], torch.dtype, Mapping[str, Any]], int] | None = None
     requires_closure: bool = False
     dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
     supports_complex: bool = True
@@ -117,9 +120,26 @@ class AlgorithmSpec:
     def create(self, params: Iterable[Any], **overrides: Any) -> torch.optim.Optimizer:
         return self.cls(params, **{**self.defaults, **_fold_betas(overrides, self.defaults)})
 
-    def state_bytes(self, numel: int) -> int:
-        """Optimizer-state bytes for a parameter of ``numel`` elements (fp32 state + 4-byte step)."""
-        return int(math.ceil(self.state_tensors * numel)) * 4 + 4
+    def state_bytes(self, shape: tuple[int, ...], dtype: torch.dtype = torch.float32, **hparams: Any) -> int:
+        """Analytic optimizer-state bytes for one parameter of this shape and dtype under these hyperparameters
+        (the paper's defaults where not given). The test matrix checks it against the measured bytes."""
+        hp = {**self.defaults, **_fold_betas(hparams, self.defaults)}
+        if self.state_formula is not None:
+            return int(self.state_formula(tuple(shape), dtype, hp))
+        return dense_state_bytes(shape, dtype, self.state_tensors)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype optimizer math and state use for a parameter dtype (fp32 for bf16/fp16, real for complex)."""
+    if dtype.is_complex:
+        dtype = dtype.to_real()
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def dense_state_bytes(shape: tuple[int, ...], dtype: torch.dtype, tensors: float) -> int:
+    """``tensors`` parameter-sized state tensors in the compute dtype plus the 4-byte fp32 step counter."""
+    numel = math.prod(shape) * (2 if dtype.is_complex else 1)
+    return int(math.ceil(tensors * numel)) * compute_dtype(dtype).itemsize + 4
 
 
 def _fold_betas(overrides: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:

@@ -166,6 +166,12 @@ _ADAM_SPACE = {
     "beta2": R.OneMinusLogUniform(0.9, 0.9999),
     "weight_decay": R.LogUniform(1e-6, 1.0),
 }
+
+
+def _adam_state_bytes(shape, dtype, hp) -> int:
+    return R.dense_state_bytes(shape, dtype, 3 if hp.get("amsgrad") else 2)
+
+
 _CONVERGENCE = {"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 0.05}}
 
 R.register(
@@ -178,6 +184,7 @@ R.register(
         defaults=dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0),
         search_space=_ADAM_SPACE,
         state_tensors=2,
+        state_formula=_adam_state_bytes,
         reference="tests.reference.adam:adam",
         torch_equivalent=R.TorchParity("torch.optim.Adam"),
         test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),
@@ -195,6 +202,7 @@ R.register(
         defaults=dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2),
         search_space=_ADAM_SPACE,
         state_tensors=2,
+        state_formula=_adam_state_bytes,
         reference="tests.reference.adam:adamw",
         torch_equivalent=R.TorchParity("torch.optim.AdamW"),
         test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),

@@ -96,6 +96,10 @@ class SGD(Optimizer):
         return {k: group[k] for k in ("lr", "momentum", "dampening", "weight_decay", "nesterov")}
 
 
+def _sgd_state_bytes(shape, dtype, hp) -> int:
+    return R.dense_state_bytes(shape, dtype, 1 if hp.get("momentum", 0) != 0 else 0)
+
+
 R.register(
     R.AlgorithmSpec(
         name="sgd",
@@ -116,6 +120,7 @@ R.register(
             "weight_decay": R.LogUniform(1e-6, 1e-2),
         },
         state_tensors=1,
+        state_formula=_sgd_state_bytes,
         reference="tests.reference.sgd:sgd",
         torch_equivalent=R.TorchParity("torch.optim.SGD"),
         test_hparams=dict(lr=1e-2, momentum=0.8, dampening=0.1, weight_decay=0.05),
@@ -143,6 +148,7 @@ R.register(
             "weight_decay": R.LogUniform(1e-6, 1e-2),
         },
         state_tensors=1,
+        state_formula=_sgd_state_bytes,
         reference="tests.reference.sgd:sgd",
         torch_equivalent=R.TorchParity("torch.optim.SGD"),
         test_hparams=dict(lr=1e-2, momentum=0.8, weight_decay=0.05, nesterov=True),
