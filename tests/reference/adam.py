@@ -47,3 +47,15 @@ def amsgrad(param, grad, state, *, lr, betas, eps, weight_decay, bias_correction
         direction = m / (torch.sqrt(v_max) + eps)
     base = param - lr * weight_decay * param if decoupled else param
     return base - lr * direction, new
+
+
+def adamax(param, grad, state, *, lr, betas, eps, weight_decay):
+    """Kingma & Ba (2015), Algorithm 2 (AdaMax), with eps added to |g| inside the max (torch's convention; the
+    paper has no eps). u needs no bias correction; only m's is folded into the step size."""
+    beta1, beta2 = betas
+    g = grad + weight_decay * param
+    t = state.get("step", 0) + 1
+    m = beta1 * state.get("exp_avg", torch.zeros_like(g)) + (1 - beta1) * g
+    u = torch.maximum(beta2 * state.get("exp_inf", torch.zeros_like(g)), torch.abs(g) + eps)
+    new_param = param - (lr / (1 - beta1**t)) * m / u
+    return new_param, {"step": t, "exp_avg": m, "exp_inf": u}

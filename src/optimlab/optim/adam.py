@@ -1,6 +1,6 @@
-"""Adam, AdamW and AMSGrad.
+"""Adam, AdamW, AMSGrad and AdaMax.
 
-Kingma & Ba (2015), *Adam: A Method for Stochastic Optimization*, arXiv:1412.6980;
+Kingma & Ba (2015), *Adam: A Method for Stochastic Optimization*, arXiv:1412.6980 (AdaMax: §7.1, Algorithm 2);
 Loshchilov & Hutter (2019), *Decoupled Weight Decay Regularization*, arXiv:1711.05101;
 Reddi, Kale & Kumar (2018), *On the Convergence of Adam and Beyond*, arXiv:1904.09237.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from .. import registry as R
@@ -160,6 +161,68 @@ class AMSGrad(Adam):
         return hyper
 
 
+def adamax_update_(
+    p: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_inf: Tensor,
+    *,
+    step: K.Scalar,
+    lr: K.Scalar,
+    beta1: K.Scalar,
+    beta2: K.Scalar,
+    eps: K.Scalar,
+    weight_decay: K.Scalar,
+) -> None:
+    """One AdaMax step on one tensor: m ← EMA of g, u ← max(β2·u, |g| + eps), p ← p − lr/(1 − β1ᵗ)·m/u.
+
+    u is the exponentially weighted infinity norm of past gradients (Kingma & Ba 2015, §7.1); it needs no bias
+    correction. eps sits inside the max (torch.optim.Adamax's convention), so u > 0 from the first step on;
+    ``eps=0`` is the paper's rule exactly. L2 decay is folded into g.
+    """
+    grad = K.coupled_decay(grad, p, weight_decay)
+    K.ema_(exp_avg, grad, beta1)
+    exp_inf.copy_(torch.maximum(exp_inf.mul_(beta2), grad.abs().add_(eps)))
+    K.addcdiv_scaled_(p, exp_avg, exp_inf, -(lr / K.bias_correction(beta1, step)))
+
+
+class Adamax(Optimizer):
+    """AdaMax (Kingma & Ba, 2015, §7.1): Adam with the second moment replaced by an exponentially weighted
+    infinity norm u ← max(β2·u, |g|).
+
+    Same arguments, defaults (lr=2e-3) and state (``exp_avg``, ``exp_inf``) as ``torch.optim.Adamax``; eps is
+    added to |g| inside the max (``eps=0`` gives the paper's rule, which divides by zero on an all-zero history).
+    """
+
+    hyperparameters = {
+        "lr": Range(0.0),
+        "betas": Tuple(2, BETA),
+        "eps": Range(0.0),
+        "weight_decay": Range(0.0),
+    }
+    state_names = ("exp_avg", "exp_inf")
+
+    def __init__(
+        self,
+        params,
+        lr: float = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        *,
+        maximize: bool = False,
+        **options: Any,
+    ) -> None:
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize)
+        super().__init__(params, defaults, **options)
+
+    update = staticmethod(adamax_update_)
+
+    def hyper(self, group):
+        beta1, beta2 = group["betas"]
+        return dict(lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"])
+
+
 _ADAM_SPACE = {
     "lr": R.LogUniform(1e-5, 1e-1),
     "beta1": R.OneMinusLogUniform(0.5, 0.99),
@@ -227,5 +290,26 @@ R.register(
         test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),
         convergence_hparams=_CONVERGENCE,
         notes="Default is the paper's undebiased form; bias_correction=True equals torch.optim.Adam(amsgrad=True).",
+    )
+)
+
+R.register(
+    R.AlgorithmSpec(
+        name="adamax",
+        cls=Adamax,
+        family="adam",
+        paper=ADAM_PAPER,
+        summary="Adam with the infinity norm: u ← max(β2·u, |g|), step lr/(1 − β1ᵗ)·m/u",
+        defaults=dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0),
+        search_space=_ADAM_SPACE,
+        state_tensors=2,
+        reference="tests.reference.adam:adamax",
+        torch_equivalent=R.TorchParity("torch.optim.Adamax"),
+        test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),
+        convergence_hparams={"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 0.1}},
+        notes=(
+            "Paper defaults (§7.1): lr=2e-3, betas=(0.9, 0.999). The paper's rule has no eps; like torch.optim.Adamax "
+            "eps is added to |g| inside the max (u ← max(β2·u, |g| + eps)), so eps=0 recovers the paper exactly."
+        ),
     )
 )
