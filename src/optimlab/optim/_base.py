@@ -252,10 +252,7 @@ class Optimizer(torch.optim.Optimizer):
         for saved_id, p in zip(saved_ids, params):
             saved = state_dict["state"].get(saved_id)
             if saved is not None:
-                self.state[p] = {
-                    name: (v.to(device=p.device, copy=True) if isinstance(v, Tensor) else v)
-                    for name, v in saved.items()
-                }
+                self.state[p] = {name: _restore(v, p) for name, v in saved.items()}
         for group in self.param_groups:
             group.setdefault("nonfinite_skips", 0)
             self._check_hyperparameters(group)
@@ -269,6 +266,14 @@ class Optimizer(torch.optim.Optimizer):
                     lines.append(f"    {key}: {group[key]}")
         lines.append(")")
         return "\n".join(lines)
+
+
+def _restore(value: Any, p: Tensor) -> Any:
+    """A copy of a saved state value: tensors move to the parameter's device, except 0-d scalars (step counters),
+    which stay where they were saved (on the CPU) as torch.optim keeps them, so reading them costs no sync."""
+    if not isinstance(value, Tensor):
+        return value
+    return value.to(device=p.device, copy=True) if value.ndim > 0 else value.clone()
 
 
 def _as_tensor(value: Any) -> Any:

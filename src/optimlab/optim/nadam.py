@@ -121,6 +121,11 @@ class NAdam(Optimizer):
         )
 
 
+def _nadam_state_bytes(shape, dtype, hp) -> int:
+    """m and v, plus the 0-d fp32 running product of the momentum schedule."""
+    return R.dense_state_bytes(shape, dtype, 2) + 4
+
+
 R.register(
     R.AlgorithmSpec(
         name="nadam",
@@ -143,6 +148,7 @@ R.register(
             "weight_decay": R.LogUniform(1e-6, 1.0),
         },
         state_tensors=2,
+        state_formula=_nadam_state_bytes,
         reference="tests.reference.nadam:nadam",
         torch_equivalent=R.TorchParity("torch.optim.NAdam"),
         test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1, momentum_decay=0.05),
