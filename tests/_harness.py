@@ -68,7 +68,7 @@ def run_optimizer(make_opt: Callable, params: list[torch.Tensor], steps: int, st
         def closure(t=t):
             opt.zero_grad()
             loss = objective(params, t)
-            loss.backward()
+            loss.backward(create_graph=getattr(opt, "requires_hvp", False))
             return loss
 
         opt.step(closure)
@@ -81,7 +81,7 @@ def train(opt, loss_fn: Callable[[], torch.Tensor], steps: int, scheduler=None) 
     def closure():
         opt.zero_grad()
         loss = loss_fn()
-        loss.backward()
+        loss.backward(create_graph=getattr(opt, "requires_hvp", False))
         return loss
 
     for _ in range(steps):

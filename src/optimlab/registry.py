@@ -104,6 +104,8 @@ class AlgorithmSpec:
     #: cannot say it (a flag adds a buffer, a projector has rank-r factors, ...); see :meth:`state_bytes`
     state_formula: Callable[[tuple[int, ...], torch.dtype, Mapping[str, Any]], int] | None = None
     requires_closure: bool = False
+    #: the closure must call ``loss.backward(create_graph=True)`` (Hessian-vector products)
+    requires_hvp: bool = False
     dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
     supports_complex: bool = True
     #: "module:function" of the plain reference implementation under tests/reference

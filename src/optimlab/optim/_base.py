@@ -53,6 +53,8 @@ class Optimizer(torch.optim.Optimizer):
     supports_complex: ClassVar[bool] = True
     #: whether ``step`` needs a closure (re-evaluates the loss)
     requires_closure: ClassVar[bool] = False
+    #: whether the closure's backward must build a graph (``loss.backward(create_graph=True)``) for HVPs
+    requires_hvp: ClassVar[bool] = False
 
     def __init__(
         self,
