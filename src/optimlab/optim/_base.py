@@ -87,8 +87,15 @@ class Optimizer(torch.optim.Optimizer):
         raise NotImplementedError
 
     def hyper(self, group: dict[str, Any]) -> dict[str, Any]:
-        """Keyword arguments of ``update`` taken from a param group (override to unpack e.g. ``betas``)."""
-        raise NotImplementedError
+        """Keyword arguments of ``update`` from a param group: by default every declared hyperparameter, with
+        ``betas`` unpacked into ``beta1``, ``beta2``, ...; override when the update takes something else."""
+        out: dict[str, Any] = {}
+        for name in self.hyperparameters:
+            if name == "betas":
+                out.update({f"beta{i}": b for i, b in enumerate(group["betas"], 1)})
+            else:
+                out[name] = group[name]
+        return out
 
     def state_keys(self, group: dict[str, Any]) -> tuple[str, ...]:
         """Names of the state tensors for params of ``group`` (override when a flag adds or removes one)."""

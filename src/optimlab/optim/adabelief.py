@@ -87,17 +87,6 @@ class AdaBelief(Optimizer):
 
     update = staticmethod(adabelief_update_)
 
-    def hyper(self, group):
-        beta1, beta2 = group["betas"]
-        return dict(
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            decoupled_weight_decay=group["decoupled_weight_decay"],
-        )
-
 
 R.register(
     R.AlgorithmSpec(

@@ -218,10 +218,6 @@ class Adamax(Optimizer):
 
     update = staticmethod(adamax_update_)
 
-    def hyper(self, group):
-        beta1, beta2 = group["betas"]
-        return dict(lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"])
-
 
 _ADAM_SPACE = {
     "lr": R.LogUniform(1e-5, 1e-1),

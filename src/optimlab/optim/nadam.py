@@ -108,18 +108,6 @@ class NAdam(Optimizer):
 
     update = staticmethod(nadam_update_)
 
-    def hyper(self, group):
-        beta1, beta2 = group["betas"]
-        return dict(
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            momentum_decay=group["momentum_decay"],
-            decoupled_weight_decay=group["decoupled_weight_decay"],
-        )
-
 
 def _nadam_state_bytes(shape, dtype, hp) -> int:
     """m and v, plus the 0-d fp32 running product of the momentum schedule."""

@@ -118,18 +118,6 @@ class RAdam(Optimizer):
 
     update = staticmethod(radam_update_)
 
-    def hyper(self, group):
-        beta1, beta2 = group["betas"]
-        return dict(
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            decoupled_weight_decay=group["decoupled_weight_decay"],
-            rho_threshold=group["rho_threshold"],
-        )
-
 
 R.register(
     R.AlgorithmSpec(

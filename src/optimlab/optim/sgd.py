@@ -92,9 +92,6 @@ class SGD(Optimizer):
 
     update = staticmethod(sgd_update_)
 
-    def hyper(self, group):
-        return {k: group[k] for k in ("lr", "momentum", "dampening", "weight_decay", "nesterov")}
-
 
 def _sgd_state_bytes(shape, dtype, hp) -> int:
     return R.dense_state_bytes(shape, dtype, 1 if hp.get("momentum", 0) != 0 else 0)
