@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p_list.set_defaults(func=_cmd_list)
     p_demo = sub.add_parser("demo", help="train a small model with several optimizers and compare")
-    p_demo.add_argument("--optimizers", default="sgd,adam,adamw,amsgrad")
+    p_demo.add_argument("--optimizers", default="sgd,adamw,lion,ademamix,grams,adabelief")
     p_demo.add_argument("--steps", type=int, default=300)
     p_demo.set_defaults(func=_cmd_demo)
     try:

@@ -140,19 +140,6 @@ class AdEMAMix(Optimizer):
 
     update = staticmethod(ademamix_update_)
 
-    def hyper(self, group):
-        beta1, beta2, beta3 = group["betas"]
-        return dict(
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            beta3=beta3,
-            alpha=group["alpha"],
-            t_alpha_beta3=group["t_alpha_beta3"],
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-        )
-
 
 R.register(
     R.AlgorithmSpec(

@@ -110,17 +110,6 @@ class EXAdam(Optimizer):
 
     update = staticmethod(exadam_update_)
 
-    def hyper(self, group):
-        beta1, beta2 = group["betas"]
-        return dict(
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            dynamic_step_size=group["dynamic_step_size"],
-        )
-
 
 R.register(
     R.AlgorithmSpec(

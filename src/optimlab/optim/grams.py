@@ -79,10 +79,6 @@ class Grams(Optimizer):
 
     update = staticmethod(grams_update_)
 
-    def hyper(self, group):
-        beta1, beta2 = group["betas"]
-        return dict(lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"])
-
 
 R.register(
     R.AlgorithmSpec(

@@ -147,17 +147,6 @@ class LionKappa(Optimizer):
 
     update = staticmethod(lion_update_)
 
-    def hyper(self, group):
-        beta1, beta2 = group["betas"]
-        return dict(
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            weight_decay=group["weight_decay"],
-            kappa=group["kappa"],
-            huber_delta=group["huber_delta"],
-        )
-
 
 LION_PAPER = R.Paper(
     "Symbolic Discovery of Optimization Algorithms",
