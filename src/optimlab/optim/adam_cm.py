@@ -195,6 +195,13 @@ _SPACE = {
     "priority_decay": R.Choice((0.7, 0.9, 0.99)),
 }
 
+
+def _adam_cm_state_bytes(shape, dtype, hp) -> int:
+    """m, v, C buffered momenta and C priorities."""
+    capacity = hp["capacity"]
+    return R.dense_state_bytes(shape, dtype, 2 + capacity) + capacity * R.compute_dtype(dtype).itemsize
+
+
 R.register(
     R.AlgorithmSpec(
         name="adam_cm",
@@ -213,6 +220,7 @@ R.register(
         ),
         search_space=_SPACE,
         state_tensors=7,
+        state_formula=_adam_cm_state_bytes,
         reference="tests.reference.adam_cm:adam_cm",
         test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1, capacity=3, priority="tensor"),
         convergence_hparams={"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 2e-3, "steps": 15000}},

@@ -217,6 +217,13 @@ _NOTES = (
     "by default. Defaults lr=1e-3, betas=(0.9, 0.99): the authors' README for all experiments."
 )
 
+
+def _optimistic_state_bytes(shape, dtype, hp) -> int:
+    """m, v, max v, w_½ and the predicted gradient, plus span + 1 past gradients for the extrapolation predictor."""
+    history = hp["span"] + 1 if hp.get("predictor", "extrapolation") == "extrapolation" else 0
+    return R.dense_state_bytes(shape, dtype, 5 + history)
+
+
 R.register(
     R.AlgorithmSpec(
         name="optimistic_amsgrad",
@@ -227,6 +234,7 @@ R.register(
         defaults=dict(lr=1e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.0, predictor="extrapolation", span=5),
         search_space={**_SPACE, "span": R.Choice((2, 5, 10))},
         state_tensors=11,
+        state_formula=_optimistic_state_bytes,
         reference="tests.reference.optimistic_amsgrad:optimistic_amsgrad",
         test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1, span=3, bias_correction=True),
         convergence_hparams={"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 0.1, "steps": 8000}},
@@ -244,6 +252,7 @@ R.register(
         defaults=dict(lr=1e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.0, predictor="last"),
         search_space=_SPACE,
         state_tensors=5,
+        state_formula=_optimistic_state_bytes,
         reference="tests.reference.optimistic_amsgrad:optimistic_amsgrad",
         test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),
         convergence_hparams={"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 0.1, "steps": 8000}},
