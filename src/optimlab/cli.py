@@ -1,8 +1,10 @@
-"""The ``optimlab`` command: ``list`` (the catalogue), ``demo`` (a small comparison), ``bench`` (benchmark)."""
+"""The ``optimlab`` command: ``list`` (the catalogue), ``demo`` (a small comparison), ``bench`` (benchmark),
+``claims`` (executable paper claims)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from collections.abc import Sequence
@@ -104,12 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--optimizers", default="sgd,adamw,lion,ademamix,grams,adabelief")
     p_demo.add_argument("--steps", type=int, default=300)
     p_demo.set_defaults(func=_cmd_demo)
-    try:
-        from .bench import cli as bench_cli
-    except ImportError:
-        bench_cli = None
-    if bench_cli is not None:
-        bench_cli.register(sub)
+    for module in ("bench", "claims"):  # sub-packages add their own sub-commands
+        try:
+            sub_cli = importlib.import_module(f"optimlab.{module}.cli")
+        except ModuleNotFoundError as e:
+            if e.name != f"optimlab.{module}" and e.name != f"optimlab.{module}.cli":
+                raise
+            continue
+        sub_cli.register(sub)
     return parser
 
 
