@@ -95,6 +95,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_missing_extra(sub, command: str, missing: str) -> None:
+    def fail(args: argparse.Namespace) -> int:
+        print(f"optimlab {command} needs the '{missing}' package: pip install 'optimlab[bench]'", file=sys.stderr)
+        return 2
+
+    p = sub.add_parser(command, help=f"(unavailable: needs {missing})")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=fail)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optimlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -110,8 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             sub_cli = importlib.import_module(f"optimlab.{module}.cli")
         except ModuleNotFoundError as e:
-            if e.name != f"optimlab.{module}" and e.name != f"optimlab.{module}.cli":
-                raise
+            if e.name in (f"optimlab.{module}", f"optimlab.{module}.cli"):
+                continue
+            _register_missing_extra(sub, module, e.name)  # e.g. optuna without the [bench] extra
             continue
         sub_cli.register(sub)
     return parser
