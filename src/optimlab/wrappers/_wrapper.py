@@ -26,10 +26,19 @@ def build_base(params: Iterable[Any], base: str | type | torch.optim.Optimizer, 
         return base
     if params is None:
         raise ValueError("params is required when base is a name or a class")
-    if isinstance(base, str):
-        return registry.create(base, params, **base_kwargs)
-    if isinstance(base, type) and issubclass(base, torch.optim.Optimizer):
-        return base(params, **base_kwargs)
+    try:
+        if isinstance(base, str):
+            return registry.create(base, params, **base_kwargs)
+        if isinstance(base, type) and issubclass(base, torch.optim.Optimizer):
+            return base(params, **base_kwargs)
+    except TypeError as err:
+        if "unexpected keyword argument" not in str(err):
+            raise
+        raise TypeError(
+            f"{err}: a wrapper passes every keyword argument it does not own to its base ({base!r}). A registry "
+            "record's defaults are its default base's (e.g. momentum for sgd, betas for adamw): to switch the base, "
+            "construct the wrapper class with that base's arguments instead of create()"
+        ) from err
     raise ValueError(f"base must be a registered name, an Optimizer class or instance, got {base!r}")
 
 
@@ -52,6 +61,11 @@ class WrapperOptimizer(torch.optim.Optimizer):
         self.param_groups = self.base.param_groups  # shared: schedulers and users edit one set of groups
         base_name = base if isinstance(base, str) else getattr(base, "__name__", type(self.base).__name__)
         self.defaults = {**self.base.defaults, **wrapper_defaults, "base": base_name}
+        self._init_transient()
+
+    def _init_transient(self) -> None:
+        """Create the attributes that live between calls but are not part of a checkpoint (also after
+        unpickling); subclasses extend it."""
 
     def _check_group(self, group: dict[str, Any]) -> None:
         for name, rule in self.hyperparameters.items():
@@ -100,6 +114,7 @@ class WrapperOptimizer(torch.optim.Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self.param_groups = self.base.param_groups
+        self._init_transient()
 
     def __deepcopy__(self, memo):
         clone = self.__class__.__new__(self.__class__)

@@ -4,39 +4,50 @@ SAM: Foret, Kleiner, Mobahi & Neyshabur (2021), *Sharpness-Aware Minimization fo
 Generalization*, arXiv:2010.01412. ASAM: Kwon, Kim, Park & Choi (2021), *ASAM: Adaptive Sharpness-Aware
 Minimization for Scale-Invariant Learning of Deep Neural Networks*, arXiv:2102.11600. USAM (unnormalized SAM):
 Andriushchenko & Flammarion (2022), *Towards Understanding Sharpness-Aware Minimization*, arXiv:2206.06232.
+SAM-ON: Mueller, Vlaar, Rolnick & Hein (2023), *Normalization Layers Are All That Sharpness-Aware Minimization
+Needs*, arXiv:2306.04226.
 
 One step: g = ∇L(w); ε = ρ·T²g/‖Tg‖ (SAM: T = I; ASAM: T = |w| + η elementwise; USAM: ε = ρ·g); the gradient at
-w + ε drives the base optimizer from w. The norm is global over every parameter with a gradient; ρ may differ per
-param group.
+w + ε drives the base optimizer from w. The norm is global over every perturbed parameter with a gradient; ρ
+may differ per param group; groups with ``perturb=False`` are not perturbed (SAM-ON).
 
-Three ways to drive it:
+Ways to drive it (the same for every wrapper built on :class:`PerturbationWrapper`):
 
 * ``opt.step(closure)``: the closure zeroes grads, computes the loss, calls backward and returns the loss; it is
   called twice (at w, then at w + ε).
-* two calls, for loops that cannot pass a closure (DDP ``no_sync`` on the first pass, clipping between passes)::
+* m-sharpness: ``opt.step(closure, micro_batches=m)`` calls ``closure(k)`` for micro-batch ``k``; each
+  micro-batch is perturbed with its own gradient and the gradients at the perturbed points are averaged.
+* DDP: ``opt.step(closure, no_sync=ddp_model)`` runs the first pass under ``ddp_model.no_sync()``: each worker
+  perturbs with its local gradient (m-sharpness with m = the local batch) and only the second pass all-reduces.
+* two calls, for loops that cannot pass a closure (gradient accumulation, clipping between passes, your own
+  ``no_sync``)::
 
-      loss(model(x), y).backward()           # gradient at w
-      opt.first_step()                       # w ← w + ε, grads zeroed
-      loss(model(x), y).backward()           # gradient at w + ε
-      opt.second_step()                      # w restored, base step
+      with ddp_model.no_sync():                        # optional: local first pass
+          loss_fn(model(x), y).backward()              # gradient at w (accumulate over micro-batches if needed)
+      opt.first_step()                                 # w ← w + ε, grads zeroed
+      loss_fn(model(x), y).backward()                  # gradient at w + ε
+      optimlab.grad.clip_grad_norm_(model.parameters(), 1.0)   # optional
+      opt.second_step()                                # w restored, base step
 
 * mixed precision with a ``torch.amp.GradScaler``: pass ``scaler=`` to ``step``/``first_step``/``second_step``
-  and call ``scaler.update()`` after the step as usual. The first pass is unscaled once (through a view of the
-  wrapper that the scaler tracks separately) and checked for inf/NaN; the second pass is unscaled once by
-  ``scaler.step(base)``. If either pass overflows, the parameters are left at w and the scaler lowers its scale.
+  and call ``scaler.update()`` after the step as usual. Each pass is unscaled exactly once (through a view of
+  the wrapper that the scaler tracks separately) and checked for inf/NaN; if any pass overflows, the
+  parameters are left at w, no base step is taken and the scaler lowers its scale. With the two-call API,
+  ``opt.unscale_(scaler)`` unscales the current pass early (to clip it before ``second_step``), and
+  ``opt.unscale_(scaler, local=True)`` before ``first_step`` makes the workers agree on an overflow in a
+  first pass you ran under your own ``no_sync`` (``step(..., no_sync=...)`` does this itself).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .. import registry as R
 from ..optim._rules import OneOf, Range
-from ._wrapper import WrapperOptimizer
+from ._twopass import PerturbationWrapper
 
 
 def _sq_norm(x: Tensor) -> Tensor:
@@ -44,25 +55,18 @@ def _sq_norm(x: Tensor) -> Tensor:
     return (x.float() if x.dtype in (torch.float16, torch.bfloat16) else x).pow(2).sum()
 
 
-class _FirstPassView:
-    """What a GradScaler sees for the first pass: the wrapper's param groups under a separate identity, so the
-    scaler's once-per-step unscale bookkeeping for the base optimizer stays free for the second pass."""
-
-    def __init__(self, owner: WrapperOptimizer) -> None:
-        self.owner = owner
-
-    @property
-    def param_groups(self):
-        return self.owner.param_groups
-
-
-class SAM(WrapperOptimizer):
+class SAM(PerturbationWrapper):
     """Sharpness-Aware Minimization (Foret et al., 2021) around any base optimizer.
 
     ``SAM(model.parameters(), base="sgd", rho=0.05, lr=0.1, momentum=0.9)`` builds the base from the registry
     (or pass an optimizer class, or ``SAM(None, base=existing_optimizer)``). Extra keyword arguments go to the base.
     ``adaptive=True`` gives ASAM's scale-invariant ε = ρ·T²g/‖Tg‖ with T = |w| + eta; ``normalize=False`` gives
-    USAM's ε = ρ·g.
+    USAM's ε = ρ·g. A param group with ``perturb=False`` is left out of the perturbation and of its norm (it is
+    still updated by the base with the gradient at w + ε): SAM-ON (:class:`SAMON`) perturbs only the
+    normalization layers this way.
+
+    m-sharpness: ``opt.step(closure, micro_batches=m)`` with ``closure(k)`` computing micro-batch ``k``'s loss
+    (see :meth:`PerturbationWrapper.step`). DDP: ``opt.step(closure, no_sync=ddp_model)``.
     """
 
     hyperparameters = {
@@ -70,6 +74,7 @@ class SAM(WrapperOptimizer):
         "adaptive": OneOf((True, False)),
         "eta": Range(0.0),
         "normalize": OneOf((True, False)),
+        "perturb": OneOf((True, False)),
     }
 
     def __init__(
@@ -80,91 +85,118 @@ class SAM(WrapperOptimizer):
         adaptive: bool = False,
         eta: float = 0.01,
         normalize: bool = True,
+        perturb: bool = True,
         **base_kwargs: Any,
     ) -> None:
-        defaults = dict(rho=rho, adaptive=adaptive, eta=eta, normalize=normalize)
+        defaults = dict(rho=rho, adaptive=adaptive, eta=eta, normalize=normalize, perturb=perturb)
         super().__init__(params, base, base_kwargs, defaults)
-        self._first_pass_view = _FirstPassView(self)
-        self._skip_step = False
 
-    # ----------------------------------------------------------------- the two passes
+    # ----------------------------------------------------------------- the perturbation
+    def _perturbed(self) -> list[tuple[dict[str, Any], Tensor, Tensor]]:
+        """[(group, param, effective gradient)] of the parameters the perturbation moves."""
+        return [(g, p, self._effective(g, p.grad)) for g, p in self.params_with_grad if g.get("perturb", True)]
+
     @torch.no_grad()
     def perturbation(self) -> list[tuple[Tensor, Tensor]]:
-        """[(param, ε)] from the current gradients (the first pass); ε is 0 where a group has rho == 0."""
-        pairs = self.params_with_grad
-        scaled = []
-        for group, p in pairs:
-            g = -p.grad if group.get("maximize", False) else p.grad
-            scaled.append((group, p, g, (p.abs() + group["eta"]) if group["adaptive"] else None))
-        norm = None
-        if any(group["normalize"] for group, *_ in scaled):
-            sq = [_sq_norm((t * g) if t is not None else g) for _, _, g, t in scaled]
-            norm = torch.stack(sq).sum().sqrt() if sq else torch.zeros(())
-        out = []
-        for group, p, g, t in scaled:
-            e = g if t is None else t * t * g
-            if group["normalize"]:
-                e = e * (group["rho"] / (norm.to(e.dtype) + 1e-12))
+        """[(param, ε)] from the current gradients (the first pass); ε is 0 where a group has rho == 0; params
+        of ``perturb=False`` groups are left out."""
+        # direction d = T²g and the norm's terms ‖Tg‖² (T = |w| + η for ASAM, the identity otherwise)
+        dirs, sq = [], []
+        for group, p, g in self._perturbed():
+            if group["adaptive"]:
+                t = p.abs().add_(group["eta"])
+                tg = t.mul_(g) if t.dtype == g.dtype else t * g
+                sq.append(_sq_norm(tg))
+                dirs.append((group, p, tg.mul_(p.abs().add_(group["eta"])), True))  # T²g, a temporary
             else:
-                e = e * group["rho"]
-            out.append((p, e))
+                sq.append(_sq_norm(g))
+                dirs.append((group, p, g, False))  # the gradient itself: not to be modified
+        norm = torch.stack(sq).sum().sqrt() if sq and any(g["normalize"] for g, *_ in dirs) else None
+        out = []
+        for group, p, d, owned in dirs:
+            scale = group["rho"] / (norm.to(d.dtype) + 1e-12) if group["normalize"] else group["rho"]
+            out.append((p, d.mul_(scale) if owned else d * scale))
         return out
 
-    @torch.no_grad()
-    def first_step(self, scaler: torch.amp.GradScaler | None = None) -> None:
-        """Move to w + ε using the current gradients (w is kept for an exact restore), and zero the gradients."""
-        self._skip_step = False
-        if scaler is not None and scaler.is_enabled():
-            scaler.unscale_(self._first_pass_view)  # records an overflow for scaler.update()
-            self._skip_step = not all(bool(torch.isfinite(p.grad).all()) for _, p in self.params_with_grad)
-        if not self._skip_step:
-            for p, e in self.perturbation():
-                self.state[p]["w"] = p.detach().clone()
-                p.add_(e)
-        self.zero_grad()
 
-    @torch.no_grad()
-    def second_step(self, scaler: torch.amp.GradScaler | None = None) -> None:
-        """Return to w exactly and take the base step with the gradients at w + ε."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                w = self.state[p].pop("w", None)
-                if w is not None:
-                    p.copy_(w)
-        if self._skip_step:
-            self._skip_step = False  # the scaler already recorded the first pass's overflow
-            return
-        if scaler is not None and scaler.is_enabled():
-            scaler.step(self.base)
-        else:
-            self.base.step()
-
-    def step(self, closure: Callable[[], Any] | None = None, scaler: torch.amp.GradScaler | None = None) -> Any:
-        """Both passes; ``closure`` must zero grads, compute the loss, backward it (scaled, with a scaler) and
-        return it. Returns the loss at w."""
-        if closure is None:
-            raise RuntimeError(
-                f"{type(self).__name__}.step() requires a closure that re-evaluates the model and returns the loss "
-                "(it is called twice); or call first_step() and second_step() around your own backward passes"
-            )
-        with torch.enable_grad():
-            loss = closure()
-        self.first_step(scaler)
-        with torch.enable_grad():
-            closure()
-        self.second_step(scaler)
-        return loss
+# --------------------------------------------------------------------------------------------- SAM-ON
+#: module types whose affine parameters SAM-ON perturbs
+NORM_LAYERS: tuple[type, ...] = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm) + (
+    (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
+)
 
 
-def _register(name: str, summary: str, paper: R.Paper, defaults: dict[str, Any], notes: str = "") -> None:
+def norm_layer_param_groups(
+    model: nn.Module,
+    *,
+    norm_types: tuple[type, ...] = NORM_LAYERS,
+    is_norm: Any = None,
+    **group_options: Any,
+) -> list[dict[str, Any]]:
+    """Param groups for SAM-ON: the parameters of normalization layers with ``perturb=True``, all others with
+    ``perturb=False``.
+
+    A parameter is a normalization parameter when its module is an instance of ``norm_types`` (BatchNorm*,
+    LayerNorm, GroupNorm, RMSNorm, SyncBatchNorm, InstanceNorm with affine parameters) or when
+    ``is_norm(name, param, module)`` returns True (e.g. for a custom norm layer). Frozen parameters are left
+    out. Extra keyword arguments (``weight_decay=...``) are copied into both groups; an empty group is dropped.
+
+    >>> opt = SAMON(norm_layer_param_groups(model), base="sgd", lr=0.1, momentum=0.9)   # doctest: +SKIP
+    """
+    norm, rest = [], []
+    seen: set[int] = set()
+    for module_name, module in model.named_modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            full = f"{module_name}.{name}" if module_name else name
+            flagged = isinstance(module, norm_types) or (is_norm is not None and bool(is_norm(full, p, module)))
+            (norm if flagged else rest).append(p)
+    groups = []
+    if norm:
+        groups.append({"params": norm, "perturb": True, **group_options})
+    if rest:
+        groups.append({"params": rest, "perturb": False, **group_options})
+    return groups
+
+
+class SAMON(SAM):
+    """SAM-ON, "SAM-OnlyNorm" (Mueller, Vlaar, Rolnick & Hein, 2023, arXiv:2306.04226): SAM's perturbation is
+    computed from, and applied to, the affine parameters of the normalization layers only; the gradient at the
+    perturbed point then updates *all* parameters.
+
+    An optimizer sees tensors, not modules: pass ``SAMON(model, ...)`` (the groups are built by
+    :func:`norm_layer_param_groups`), or build them yourself — every group with ``perturb=False`` is left
+    unperturbed, so ``SAMON(norm_layer_param_groups(model, weight_decay=5e-4), lr=0.1)`` works too. A plain
+    list of tensors is perturbed entirely (then this is SAM with SAM-ON's larger default ρ).
+    ``adaptive=True`` gives ASAM-ON. Any other SAM option applies.
+    """
+
+    def __init__(self, params, base: Any = "sgd", rho: float = 0.5, **kwargs: Any) -> None:
+        if isinstance(params, nn.Module):
+            params = norm_layer_param_groups(params)
+        super().__init__(params, base=base, rho=rho, **kwargs)
+
+
+def _register(
+    name: str,
+    summary: str,
+    paper: R.Paper,
+    defaults: dict[str, Any],
+    notes: str = "",
+    cls: type = SAM,
+    base_defaults: dict[str, Any] | None = None,
+) -> None:
+    base_defaults = {"lr": 0.05, "momentum": 0.9} if base_defaults is None else base_defaults
     R.register(
         R.AlgorithmSpec(
             name=name,
-            cls=SAM,
+            cls=cls,
             family="sharpness",
             paper=paper,
             summary=summary,
-            defaults={"base": "sgd", "lr": 0.05, "momentum": 0.9, **defaults},
+            defaults={"base": "sgd", **base_defaults, **defaults},
             search_space={
                 "lr": R.LogUniform(1e-4, 1.0),
                 "rho": R.LogUniform(defaults["rho"] / 20, defaults["rho"] * 5),
@@ -212,4 +244,23 @@ _register(
         "Towards Understanding Sharpness-Aware Minimization", "Andriushchenko, Flammarion", 2022, "2206.06232", "#34"
     ),
     {"rho": 0.05, "normalize": False},
+)
+_register(
+    "sam_on",
+    "SAM-ON: SAM whose perturbation is computed from and applied to the normalization-layer parameters only",
+    R.Paper(
+        "Normalization Layers Are All That Sharpness-Aware Minimization Needs",
+        "Mueller, Vlaar, Rolnick, Hein",
+        2023,
+        "2306.04226",
+        "#42",
+    ),
+    {"rho": 0.5},
+    notes=(
+        "build the groups with norm_layer_param_groups(model) or pass the model itself (groups with perturb=False are "
+        "not perturbed); defaults from the authors' train.py (rho=0.5, SGD lr=0.1, momentum=0.9, weight decay 5e-4); "
+        "the paper tunes rho per setting, larger than SAM's (their ASAM-ON example uses rho=10)"
+    ),
+    cls=SAMON,
+    base_defaults={"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4},
 )
