@@ -194,3 +194,11 @@ def test_add_param_group_validates_rho_before_touching_the_base():
     assert len(opt.base.param_groups) == 1
     opt.add_param_group({"params": list(model.parameters())[2:], "rho": 0.2})
     assert opt.param_groups[1]["rho"] == 0.2 and len(opt.base.param_groups) == 2
+
+
+def test_create_with_another_base_uses_that_bases_paper_defaults():
+    model, loss_fn = _problem()
+    opt = optimlab.create("sam", model.parameters(), base="adamw", rho=0.1)
+    assert type(opt.base).__name__ == "AdamW" and opt.base.defaults["betas"] == optimlab.spec("adamw").defaults["betas"]
+    assert opt.param_groups[0]["rho"] == 0.1 and "momentum" not in opt.param_groups[0]
+    opt.step(_closure(opt, loss_fn))

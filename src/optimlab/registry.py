@@ -114,13 +114,19 @@ class AlgorithmSpec:
     torch_equivalent: TorchParity | None = None
     #: hyperparameters the test matrix uses for reference parity (exercise every branch: decay on, ...)
     test_hparams: Mapping[str, Any] = field(default_factory=dict)
-    #: hyperparameters for the convergence tests: {"quadratic": {...}, "rosenbrock": {...}}
+    #: hyperparameters for the convergence tests: {"quadratic": {...}, "rosenbrock": {...}}; an algorithm that is
+    #: not an unconstrained minimizer opts out with {"skip": "why"} (and tests what it does converge to elsewhere)
     convergence_hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: conventions and deviations worth knowing (eps placement, which form of a rule, ...)
     notes: str = ""
 
     def create(self, params: Iterable[Any], **overrides: Any) -> torch.optim.Optimizer:
-        return self.cls(params, **{**self.defaults, **_fold_betas(overrides, self.defaults)})
+        defaults = dict(self.defaults)
+        if "base" in overrides and overrides["base"] != defaults.get("base"):
+            # a wrapper on another base: keep the wrapper's own defaults, the new base brings its paper defaults
+            own = set(getattr(self.cls, "hyperparameters", {})) | {"base"}
+            defaults = {k: v for k, v in defaults.items() if k in own}
+        return self.cls(params, **{**defaults, **_fold_betas(overrides, defaults)})
 
     def state_bytes(self, shape: tuple[int, ...], dtype: torch.dtype = torch.float32, **hparams: Any) -> int:
         """Analytic optimizer-state bytes for one parameter of this shape and dtype under these hyperparameters
