@@ -1,0 +1,194 @@
+"""Route a model's parameters to a matrix optimizer by role: hidden matrices to the matrix rule, the rest to its
+fallback (Muon), to the right norm (Scion), or to diagonal preconditioning (Shampoo, SOAP, PSGD-Kron).
+
+Muon's authors apply it to "hidden weight layers" only; "the input embedding, final output layer, and any internal
+gains or biases should be optimized using a standard method such as AdamW" (KellerJordan/Muon). Scion instead
+gives every layer its own norm (Pethick et al. 2025: spectral for hidden layers, column norm for embeddings,
+sign for the output layer, RMS for biases). :func:`matrix_param_groups` builds the param groups for either from a
+model, so that::
+
+    opt = optimlab.Muon(matrix_param_groups(model, "muon"))                       # AdamW for non-hidden params
+    opt = optimlab.Muon(matrix_param_groups(model, "muon", fallback_lr=3e-4))      # KJ: own lr for AdamW
+    opt = optimlab.Scion(matrix_param_groups(model, "scion", options={"head": {"scale": 3000.0}}))
+
+Roles (see :func:`param_roles`), decided per parameter, each shared parameter once:
+
+* ``"embedding"``: parameters of ``nn.Embedding`` / ``nn.EmbeddingBag`` (an output head tied to the embedding
+  matrix is the same tensor and stays an embedding);
+* ``"head"``: the ≥2-D weights of the output layer: ``head="auto"`` takes the modules whose attribute name is one
+  of :data:`HEAD_NAMES`, or else the last ``nn.Linear`` registered in the model; or give module names / modules;
+* ``"vector"``: parameters with fewer than 2 dimensions (biases, norm gains, scalars) and every parameter of a
+  normalization layer (LayerNorm, RMSNorm, GroupNorm, BatchNorm, LocalResponseNorm);
+* ``"conv"``: ≥3-D weights (convolution kernels);
+* ``"hidden"``: the remaining ≥2-D weights (Linear layers inside the network, attention projections, ...).
+
+Conv kernels (``conv="matrix"``, the default) go to the matrix rule, which every matrix optimizer in optimlab
+applies to the matrix ``(out_channels, in_channels·kh·kw)`` (``weight.reshape(shape[0], -1)``): Muon orthogonalizes
+it (as KJ's reference does for conv filters), Scion uses its ``spectral_conv`` norm, Shampoo/SOAP/PSGD precondition
+its two sides. ``conv="fallback"`` gives them the embedding/head treatment instead (Muon's fallback, the diagonal
+mode of Shampoo/SOAP/PSGD).
+
+Group options per optimizer and role (override or extend any of them with ``options={role: {...}}``):
+
+==============  =====================  ==================================  ================================
+optimizer       hidden / conv          embedding / head                    vector
+==============  =====================  ==================================  ================================
+``muon``        ``use_muon=True``      ``use_muon=False``, ``fallback``    ``use_muon=False``, ``fallback``
+``scion``       ``norm="spectral"`` /  ``"col"`` (transposed) /            ``norm="bias_rms"``
+                ``"spectral_conv"``    ``"sign"``
+``shampoo``     (defaults)             ``max_precond_dim=0``               (defaults)
+``soap``        (defaults)             ``max_precond_dim=0``               (defaults: Adam for 1-D)
+``psgd_kron``   (defaults)             ``preconditioner_max_size=0``       (defaults)
+==============  =====================  ==================================  ================================
+
+(``max_precond_dim=0`` / ``preconditioner_max_size=0``: the optimizer's diagonal mode, as its rule for sides too
+long to precondition: a vocabulary-sized side is exactly that case.) Every group also carries ``"role"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from torch import nn
+
+#: attribute names that mark an output layer for ``head="auto"``
+HEAD_NAMES = ("lm_head", "head", "classifier", "fc_out", "output")
+ROLES = ("hidden", "conv", "embedding", "head", "vector")
+OPTIMIZERS = ("muon", "scion", "shampoo", "soap", "psgd_kron")
+
+_EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
+_NORMS: tuple[type, ...] = (
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.LocalResponseNorm,
+    nn.modules.batchnorm._NormBase,
+) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
+
+
+def _head_modules(model: nn.Module, head: Any) -> set[int]:
+    if head is None:
+        return set()
+    if head == "auto":
+        named = [m for name, m in model.named_modules() if name.rsplit(".", 1)[-1] in HEAD_NAMES]
+        if not named:
+            linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+            named = linears[-1:]
+        return {id(m) for m in named}
+    modules = dict(model.named_modules())
+    ids = set()
+    for item in head if isinstance(head, Iterable) and not isinstance(head, str) else [head]:
+        if isinstance(item, str):
+            if item not in modules:
+                raise ValueError(f"head: the model has no module named {item!r}")
+            item = modules[item]
+        ids.add(id(item))
+    return ids
+
+
+def param_roles(model: nn.Module, *, head: Any = "auto") -> dict[str, str]:
+    """``{parameter name: role}`` for every trainable parameter (roles in the module docstring); frozen
+    parameters are left out, shared ones appear once (under their first name)."""
+    heads = _head_modules(model, head)
+    roles: dict[str, str] = {}
+    seen: set[int] = set()
+    for module_name, module in model.named_modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            full = f"{module_name}.{name}" if module_name else name
+            if isinstance(module, _EMBEDDINGS):
+                role = "embedding"
+            elif p.ndim < 2 or isinstance(module, _NORMS):
+                role = "vector"
+            elif id(module) in heads:
+                role = "head"
+            elif p.ndim >= 3:
+                role = "conv"
+            else:
+                role = "hidden"
+            roles[full] = role
+    return roles
+
+
+def _role_options(optimizer: str, fallback: str, conv: str) -> dict[str, dict[str, Any]]:
+    if optimizer == "muon":
+        aside = {"use_muon": False, "fallback": fallback}
+        matrix = {"use_muon": True}
+        return {
+            "hidden": matrix,
+            "conv": matrix if conv == "matrix" else aside,
+            "embedding": aside,
+            "head": aside,
+            "vector": aside,
+        }
+    if optimizer == "scion":
+        if conv != "matrix":
+            raise ValueError("scion has no fallback: choose the conv kernels' norm with options={'conv': {...}}")
+        return {
+            "hidden": {"norm": "spectral"},
+            "conv": {"norm": "spectral_conv"},
+            "embedding": {"norm": "col", "transpose": True},
+            "head": {"norm": "sign"},
+            "vector": {"norm": "bias_rms"},
+        }
+    diagonal = {"psgd_kron": {"preconditioner_max_size": 0}}.get(optimizer, {"max_precond_dim": 0})
+    return {
+        "hidden": {},
+        "conv": {} if conv == "matrix" else diagonal,
+        "embedding": diagonal,
+        "head": diagonal,
+        "vector": {},
+    }
+
+
+def matrix_param_groups(
+    model: nn.Module,
+    optimizer: str = "muon",
+    *,
+    fallback: str | None = None,
+    fallback_lr: float | None = None,
+    head: Any = "auto",
+    conv: str = "matrix",
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Param groups of ``model`` for a matrix optimizer, one per non-empty role (module docstring).
+
+    Args:
+        model: the network.
+        optimizer: ``"muon"``, ``"scion"``, ``"shampoo"``, ``"soap"`` or ``"psgd_kron"`` (the registry names).
+        fallback: Muon only: the registered elementwise algorithm for non-hidden parameters (``"adamw"``).
+        fallback_lr: if given, the ``lr`` of the embedding, head and vector groups (and of conv kernels with
+            ``conv="fallback"``). KJ's reference uses 3e-4 for AdamW next to Muon's 0.02; by default these groups
+            take the optimizer's lr, as Moonlight does (with its 0.2·√max(A, B) scaling).
+        head: ``"auto"``, ``None`` (no head role), or module names / modules.
+        conv: ``"matrix"`` (conv kernels to the matrix rule, reshaped to (out, in·kh·kw)) or ``"fallback"`` (the
+            embedding/head treatment: Muon's fallback, Shampoo/SOAP/PSGD's diagonal mode; not for Scion).
+        options: extra group options per role, e.g. ``{"head": {"scale": 3000.0}}`` for Scion.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
+    if fallback is not None and optimizer != "muon":
+        raise ValueError(f"fallback applies to muon only; {optimizer} routes non-hidden parameters by group options")
+    options = dict(options or {})
+    unknown = set(options) - set(ROLES)
+    if unknown:
+        raise ValueError(f"options: unknown roles {sorted(unknown)}; roles are {list(ROLES)}")
+    if conv not in ("matrix", "fallback"):
+        raise ValueError(f"conv must be 'matrix' or 'fallback', got {conv!r}")
+    by_name = dict(model.named_parameters())
+    roles = param_roles(model, head=head)
+    per_role = _role_options(optimizer, fallback or "adamw", conv)
+    matrix_roles = ("hidden", "conv") if conv == "matrix" else ("hidden",)
+    groups = []
+    for role in ROLES:
+        params = [by_name[name] for name, r in roles.items() if r == role]
+        if not params:
+            continue
+        group = {"params": params, "role": role, **per_role[role]}
+        if fallback_lr is not None and role not in matrix_roles:
+            group["lr"] = fallback_lr
+        group.update(options.get(role, {}))
+        groups.append(group)
+    return groups
