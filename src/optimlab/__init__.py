@@ -6,11 +6,14 @@ the catalogue: ``optimlab.available()``, ``optimlab.create("lion", params, lr=3e
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from typing import Any
 
 from .memory import state_bytes, state_bytes_by_param
 from .optim._base import Optimizer
 from .registry import AlgorithmSpec, available, create, families, param_groups, spec, specs
+from .routing import matrix_param_groups, param_roles
 
 __version__ = "0.1.0"
 
@@ -20,6 +23,8 @@ def _classes() -> dict[str, type]:
 
 
 def __getattr__(name: str) -> Any:
+    if importlib.util.find_spec(f"{__name__}.{name}") is not None:  # a submodule: `from optimlab import curvature`
+        return importlib.import_module(f"{__name__}.{name}")
     classes = _classes()
     if name in classes:
         return classes[name]
@@ -36,7 +41,9 @@ __all__ = [
     "available",
     "create",
     "families",
+    "matrix_param_groups",
     "param_groups",
+    "param_roles",
     "spec",
     "specs",
     "state_bytes",

@@ -278,6 +278,7 @@ R.register(
         name="sophia_g",
         cls=SophiaG,
         family="second_order",
+        closure_returns_logits=True,
         paper=_SOPHIA_PAPER,
         summary="Sophia with the Gauss-Newton-Bartlett diagonal (labels sampled from the model's softmax)",
         defaults=dict(
