@@ -194,3 +194,16 @@ def test_zero_gradients_keep_parameters_and_state_finite(name):
         assert bool(torch.isfinite(p).all())
         for value in opt.state[p].values():
             assert bool(torch.isfinite(value).all())
+
+
+def test_param_groups_routes_to_a_matrix_optimizer_with_decay_on_matrices_only():
+    model = torch.nn.Sequential(torch.nn.Embedding(11, 8), torch.nn.Linear(8, 8), torch.nn.LayerNorm(8))
+    model.head = torch.nn.Linear(8, 11)
+    groups = optimlab.param_groups(model, weight_decay=0.1, matrix_optimizer="muon", fallback="adamw")
+    by_role = {g["role"]: g for g in groups}
+    assert by_role["hidden"]["weight_decay"] == 0.1 and by_role["hidden"]["use_muon"]
+    assert by_role["embedding"]["weight_decay"] == 0.0 and not by_role["embedding"]["use_muon"]
+    opt = optimlab.create("muon", groups)
+    assert len(opt.param_groups) == len(groups)
+    with pytest.raises(ValueError, match="matrix_optimizer"):
+        optimlab.param_groups(model, 0.1, fallback="adamw")
