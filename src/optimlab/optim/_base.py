@@ -326,8 +326,9 @@ _INPLACE_OPERATORS = frozenset(
 #: 0-d operations that cost about as much as a load when inlined (no libm call): not worth a kernel of their own
 _CHEAP_SCALAR_OPS = frozenset(
     """add sub mul div truediv floordiv neg pos abs rsub radd rmul rtruediv true_divide multiply subtract
-    maximum minimum max min clamp clamp_min clamp_max where lt le gt ge eq ne logical_not to float double half
-    bfloat16 type type_as reciprocal sign iadd isub imul itruediv""".split()
+    iadd isub imul itruediv maximum minimum max min clamp clamp_min clamp_max where lt le gt ge eq ne
+    logical_not reciprocal sign to float double half bfloat16 long int bool type type_as clone detach
+    contiguous view reshape squeeze unsqueeze expand getitem""".split()
 )
 
 
