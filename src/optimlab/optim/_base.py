@@ -384,11 +384,9 @@ def _is_full_size(node: torch.fx.Node) -> bool:
 
 
 def _inductor_hoisting_scalars(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Callable:
-    """The inductor backend, after :func:`_hoist_scalars`."""
-    from torch._inductor.compile_fx import compile_fx
-
+    """torch.compile's default backend (inductor), after :func:`_hoist_scalars`."""
     _hoist_scalars(gm)
-    return compile_fx(gm, example_inputs)
+    return torch._dynamo.lookup_backend("inductor")(gm, example_inputs)
 
 
 def _as_tensor(value: Any) -> Any:
