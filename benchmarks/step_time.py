@@ -42,9 +42,12 @@ Robust timing on a small, shared, noisy machine:
   the ratios to torch and to the roofline are what matter, not the absolute milliseconds. The previous setting
   is restored on exit.
 
-Closure-requiring algorithms get a closure that returns a constant loss and keeps the pre-filled gradients
-(the model's forward/backward is not part of a step time). An algorithm that fails to build or step on this
-model gets an ``error`` row and the run goes on.
+Closure-requiring algorithms (SAM family, second-order methods) step with a closure that recomputes the
+gradients of the quadratic loss sum(c * p**2) / 2 (fixed random c; ``create_graph=True`` where the registry
+says ``requires_hvp``): their rows are marked "+ closure", include the closure's forward and backward (once
+or more per step, as the algorithm needs), have no roofline ratio, and come with a "closure alone" row, timed
+in the same rounds, for scale. An algorithm that fails to build or step on this model (e.g. one whose closure
+must return logits) gets an ``error`` row and the run goes on.
 
 Usage::
 
@@ -64,6 +67,8 @@ import math
 import statistics
 import sys
 import time
+import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -130,16 +135,28 @@ class Candidate:
     samples: list[float] = field(default_factory=list)  # seconds per step, one per round
 
 
-def _closure() -> torch.Tensor:
-    return torch.ones(())
+def make_closure(params: Sequence[torch.Tensor], *, hvp: bool, seed: int = 1) -> Callable[[], torch.Tensor]:
+    """A closure for closure-requiring algorithms: the quadratic loss sum(c * p**2) / 2 with fixed random
+    c in [0.5, 1.5), gradients recomputed by backward (``create_graph`` for Hessian-vector products)."""
+    gen = torch.Generator().manual_seed(seed)
+    coeffs = [(torch.rand(p.shape, generator=gen) + 0.5).to(p.device) * 0.5 for p in params]
+
+    def closure() -> torch.Tensor:
+        for p in params:
+            p.grad = None
+        loss = sum((c * p * p).sum() for c, p in zip(coeffs, params))
+        loss.backward(create_graph=hvp)
+        return loss
+
+    return closure
 
 
-def _stepper(opt: torch.optim.Optimizer, needs_closure: bool) -> Callable[[int], None]:
-    if needs_closure:
+def _stepper(opt: torch.optim.Optimizer, closure: Callable[[], torch.Tensor] | None) -> Callable[[int], None]:
+    if closure is not None:
 
         def run(steps: int) -> None:
             for _ in range(steps):
-                opt.step(_closure)
+                opt.step(closure)
 
     else:
 
@@ -150,10 +167,36 @@ def _stepper(opt: torch.optim.Optimizer, needs_closure: bool) -> Callable[[int],
     return run
 
 
+def _closure_for(spec, params) -> Callable[[], torch.Tensor] | None:
+    return make_closure(params, hvp=spec.requires_hvp) if spec.requires_closure else None
+
+
+def _suffix(spec) -> str:
+    return " + closure" if spec.requires_closure else ""
+
+
+def closure_candidate(spec, args) -> Candidate:
+    """The closure alone (forward + backward of the quadratic), for algorithms whose step calls it."""
+
+    def build():
+        closure = make_closure(make_params(args.params, args.tensors, device=args.device), hvp=spec.requires_hvp)
+
+        def run(steps: int) -> None:
+            with torch.enable_grad():
+                for _ in range(steps):
+                    closure()
+
+        return run
+
+    label = "closure alone (quadratic fwd+bwd" + (", create_graph)" if spec.requires_hvp else ")")
+    return Candidate(label, spec.name, 0.0, build)
+
+
 def optimlab_candidate(spec, args, *, compiled: bool, nonfinite: str = "skip") -> Candidate:
     label = "optimlab " + ("compiled" if compiled else "eager")
     if nonfinite != "skip":
         label += f", nonfinite={nonfinite}"
+    label += _suffix(spec)
 
     def build():
         params = make_params(args.params, args.tensors, device=args.device)
@@ -161,7 +204,7 @@ def optimlab_candidate(spec, args, *, compiled: bool, nonfinite: str = "skip") -
         if compiled:
             options["compile"] = True
         opt = spec.create(params, **options)
-        return _stepper(opt, spec.requires_closure)
+        return _stepper(opt, _closure_for(spec, params))
 
     return Candidate(label, spec.name, _bytes(spec, args), build, compiled=compiled)
 
@@ -170,7 +213,7 @@ def torch_adamw_candidate(args, *, fused: bool) -> Candidate:
     def build():
         params = make_params(args.params, args.tensors, device=args.device)
         kind = {"fused": True} if fused else {"foreach": False}
-        return _stepper(torch.optim.AdamW(params, **TORCH_ADAMW, **kind), False)
+        return _stepper(torch.optim.AdamW(params, **TORCH_ADAMW, **kind), None)
 
     return Candidate(FUSED if fused else LOOP, "adamw", _bytes(optimlab.spec("adamw"), args), build)
 
@@ -216,9 +259,10 @@ def pytorch_optimizer_candidate(po, po_name: str, spec, args) -> Candidate:
             opt = cls(params, **hparams)
         except (TypeError, ValueError):  # arguments with other meanings there: its own defaults, our lr
             opt = cls(params, **({"lr": spec.defaults["lr"]} if "lr" in spec.defaults else {}))
-        return _stepper(opt, spec.requires_closure)
+        return _stepper(opt, _closure_for(spec, params))
 
-    return Candidate(f"pytorch_optimizer {version} ({cls.__name__})", spec.name, _bytes(spec, args), build)
+    label = f"pytorch_optimizer {version} ({cls.__name__}){_suffix(spec)}"
+    return Candidate(label, spec.name, _bytes(spec, args), build)
 
 
 def _bytes(spec, args) -> float:
@@ -287,7 +331,10 @@ class Progress:
 
 def _error(e: Exception) -> str:
     first = str(e).splitlines()[0] if str(e) else ""
-    return f"{type(e).__name__}: {first}"[:100]
+    if not first:  # say where it came from instead
+        frame = traceback.extract_tb(e.__traceback__)[-1]
+        first = f"in {frame.name} ({frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})"
+    return f"{type(e).__name__}: {first}"[:200]
 
 
 def prepare(c: Candidate, args, sync: Callable[[], None], progress: Progress, where: str) -> None:
@@ -387,8 +434,8 @@ def _fmt(x: float | None, spec: str) -> str:
 
 
 def row_cells(row: Row) -> list[str]:
-    if row.error:
-        return [row.algorithm, row.label, "error: " + row.error, "", "", "", "", "", ""]
+    if row.error:  # the message goes below the table
+        return [row.algorithm, row.label, "error", *["-"] * (len(COLUMNS) - 3)]
     return [
         row.algorithm,
         row.label,
@@ -506,6 +553,8 @@ def run_benchmark(args: argparse.Namespace, out=None) -> list[Row]:
             if key in po_names:
                 cands.append(pytorch_optimizer_candidate(po, po_names[key], spec, args))
                 break
+        if spec.requires_closure:
+            cands.append(closure_candidate(spec, args))
         everything = cands + [fused, loop, *probes]
         for c in everything:
             prepare(c, args, sync, progress, where)
@@ -552,6 +601,9 @@ def run_benchmark(args: argparse.Namespace, out=None) -> list[Row]:
         print("pytorch_optimizer is not installed: no side-by-side rows (pip install pytorch_optimizer)", file=out)
     print(file=out)
     print(format_table(rows, args.markdown), file=out)
+    errors = [f"- {r.algorithm}, {r.label}: {r.error}" for r in rows if r.error]
+    if errors:
+        print("\nerrors:", *errors, sep="\n", file=out)
     summary = summarise(rows)
     if summary:
         print(file=out)
@@ -566,8 +618,9 @@ def _row(c: Candidate, fused: Candidate, loop: Candidate, bandwidth: Sequence[fl
     row.ms = 1e3 * statistics.median(c.samples)
     row.vs_fused = paired_ratio(c, fused)
     row.vs_loop = paired_ratio(c, loop)
-    row.vs_roof = roofline_ratio(c, bandwidth)
-    row.bytes_per_param = c.bytes_per_step / _numel(args)
+    if c.bytes_per_step and not c.label.endswith("closure"):  # a closure's model work has no byte model
+        row.vs_roof = roofline_ratio(c, bandwidth)
+        row.bytes_per_param = c.bytes_per_step / _numel(args)
     row.spread = spread(c.samples)
     return row
 
@@ -599,7 +652,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        run_benchmark(args)
+        with warnings.catch_warnings():
+            # expected: the closures of Hessian-based algorithms call backward(create_graph=True)
+            warnings.filterwarnings("ignore", message=r"Using backward\(\) with create_graph=True")
+            run_benchmark(args)
     finally:
         torch.set_num_threads(threads)
     return 0

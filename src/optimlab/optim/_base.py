@@ -231,6 +231,8 @@ class Optimizer(torch.optim.Optimizer):
         cheaper than ``isfinite(g).all()``, which materialises a bool tensor. A non-finite sum can also come
         from finite values that overflow, so those tensors (and only those) get the exact check.
         """
+        if not grads:
+            return []
         sums = torch.stack([g.sum() for g in grads]) if len(grads) > 1 else grads[0].sum().reshape(1)
         mask = sums.isfinite().tolist()
         for i, ok in enumerate(mask):
