@@ -1,0 +1,147 @@
+"""Smoke tests of benchmarks/step_time.py: its code path on a tiny model, 1-2 rounds, table shape only (no timing
+assertions: speed goals are checked by running the script, never in unit tests)."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import sys
+import types
+
+import pytest
+import torch
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "step_time.py"
+TINY = ["--params", "3000", "--tensors", "6", "--rounds", "2", "--steps", "1", "--warmup", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def st():
+    spec = importlib.util.spec_from_file_location("step_time_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def _table(text: str, columns) -> list[list[str]]:
+    """Rows of the plain-text table (split on runs of 2+ spaces), header and rule excluded."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["optimizer", "implementation"])
+    assert lines[start + 1].replace(" ", "").strip("-") == ""
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.strip():
+            break
+        rows.append([cell for cell in line.split("  ") if cell.strip()])
+    return rows
+
+
+def _labels(rows) -> list[tuple[str, str]]:
+    return [(r[0].strip(), r[1].strip()) for r in rows]
+
+
+def test_model_has_the_requested_size(st):
+    shapes = st.model_shapes(10_000_000, 100)
+    assert len(shapes) == 100
+    total = sum(torch.Size(s).numel() for s in shapes)
+    assert abs(total - 10_000_000) / 10_000_000 < 0.01
+    assert len(st.model_shapes(3000, 6)) == 6 and len(st.model_shapes(50, 3)) == 3
+    params = st.make_params(3000, 6)
+    assert all(p.grad is not None and p.grad.shape == p.shape for p in params)
+
+
+def test_eager_table_rows_and_columns(st, capsys):
+    threads = torch.get_num_threads()
+    assert st.main([*TINY, "--only", "adamw,sgd", "--no-compile", "--no-pytorch-optimizer"]) == 0
+    assert torch.get_num_threads() == threads  # restored
+    out = capsys.readouterr().out
+    rows = _table(out, st.COLUMNS)
+    assert _labels(rows) == [
+        ("adamw", "torch AdamW fused"),
+        ("adamw", "torch AdamW for-loop"),
+        ("adamw", "optimlab eager"),
+        ("adamw", "optimlab eager, nonfinite=propagate"),
+        ("sgd", "optimlab eager"),
+    ]
+    header = next(line for line in out.splitlines() if line.split()[:2] == ["optimizer", "implementation"])
+    assert header.split() == [w for c in st.COLUMNS for w in c.split()]
+    for row in rows:
+        assert len(row) == len(st.COLUMNS)
+        ms, fused, loop, roof, bpp = (float(x) for x in row[2:7])
+        assert ms > 0 and fused > 0 and loop > 0 and roof > 0
+        assert row[7].strip() == "-"  # no compile time for eager rows
+    assert float(rows[0][3]) == 1.0 and float(rows[1][4]) == 1.0
+    assert [float(r[6]) for r in rows] == [28, 28, 28, 28, 20]  # byte model: (3 + 2 S) * 4
+    assert "GB/s" in out
+    assert "goal eager optimlab AdamW <= 1.2x torch for-loop AdamW" in out
+    assert "NaN/Inf check (nonfinite='skip' vs 'propagate'), adamw eager" in out
+
+
+def test_markdown_table(st, capsys):
+    st.main([*TINY, "--only", "sgd", "--no-compile", "--no-pytorch-optimizer", "--markdown", "--rounds", "1"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    assert lines[0] == "| " + " | ".join(st.COLUMNS) + " |"
+    assert set(lines[1]) <= set("|-")
+    body = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    assert [(r[0], r[1]) for r in body] == [
+        ("adamw", "torch AdamW fused"),
+        ("adamw", "torch AdamW for-loop"),
+        ("sgd", "optimlab eager"),
+    ]
+    assert all(len(r) == len(st.COLUMNS) for r in body)
+
+
+class FakeSGD(torch.optim.SGD):
+    """Stands in for a pytorch_optimizer class (its module is not torch's)."""
+
+
+def test_pytorch_optimizer_side_by_side_and_missing(st, capsys, monkeypatch):
+    fake = types.SimpleNamespace(
+        __version__="0.0-test",
+        get_supported_optimizers=lambda: ["SGD", "Broken", "AdamW"],
+        load_optimizer=lambda name: {"sgd": FakeSGD, "adamw": torch.optim.AdamW}[name.lower()],
+    )
+    monkeypatch.setattr(st, "load_pytorch_optimizer", lambda: fake)
+    st.main([*TINY, "--only", "sgd,adamw", "--no-compile", "--propagate", "none", "--rounds", "1"])
+    labels = _labels(_table(capsys.readouterr().out, st.COLUMNS))
+    assert ("sgd", "pytorch_optimizer 0.0-test (FakeSGD)") in labels
+    assert not any(lab.startswith("pytorch_optimizer") for alg, lab in labels if alg == "adamw")  # torch re-export
+
+    monkeypatch.setattr(st, "load_pytorch_optimizer", lambda: None)
+    st.main([*TINY, "--only", "sgd", "--no-compile", "--rounds", "1"])
+    out = capsys.readouterr().out
+    assert "pytorch_optimizer is not installed" in out
+    assert not any(lab.startswith("pytorch_optimizer") for _, lab in _labels(_table(out, st.COLUMNS)))
+
+
+def test_a_failing_candidate_becomes_an_error_row(st):
+    args = st.parse_args([*TINY])
+
+    def build():
+        raise RuntimeError("needs a second-order closure\nmore detail")
+
+    c = st.Candidate("optimlab eager", "broken", 1.0, build)
+    st.prepare(c, args, lambda: None, st.Progress(False), "")
+    assert c.run is None and c.error == "RuntimeError: needs a second-order closure"
+    cells = st.row_cells(st.Row("broken", "optimlab eager", error=c.error))
+    assert len(cells) == len(st.COLUMNS) and cells[2] == "error"
+
+
+def test_cli_parsing(st):
+    args = st.parse_args(["--params", "10M", "--only", "adamw"])
+    assert args.params == 10_000_000 and args.tensors == 100 and args.threads == 1
+    assert st._count("1.5k") == 1500 and st._count("2e6") == 2_000_000
+    with pytest.raises(SystemExit):
+        st._names("adamw,nope", ["adamw"])
+
+
+@pytest.mark.compile
+def test_compiled_rows(st, capsys):
+    st.main([*TINY, "--only", "adamw", "--no-pytorch-optimizer", "--propagate", "none", "--rounds", "1"])
+    out = capsys.readouterr().out
+    rows = {lab: r for (alg, lab), r in zip(_labels(_table(out, st.COLUMNS)), _table(out, st.COLUMNS))}
+    assert set(rows) == {"torch AdamW fused", "torch AdamW for-loop", "optimlab eager", "optimlab compiled"}
+    assert float(rows["optimlab compiled"][7]) > 0  # compile time reported
+    assert "goal compiled optimlab AdamW <= 1.3x torch fused AdamW" in out
