@@ -32,7 +32,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         description="Benchmark optimizers: run sweeps into a results store, measure step costs, write reports.",
     )
     bench.set_defaults(func=lambda args: (bench.print_help(), 2)[1])
-    sub = bench.add_subparsers(dest="bench_command", metavar="{list,run,step-cost,report,export}")
+    sub = bench.add_subparsers(dest="bench_command", metavar="{list,run,step-cost,report,calibrate,export}")
 
     p = sub.add_parser("list", help="list workloads, optimizers, suites or libraries")
     p.add_argument("what", nargs="?", default="workloads", choices=("workloads", "optimizers", "suites", "libraries"))
@@ -72,6 +72,19 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the score CIs")
     p.add_argument("--machine", default=None, help="step-cost table (machine id) to use for T")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("calibrate", help="maintainers: propose targets and budgets (benchmark.md §6.4)")
+    _common(p)
+    p.set_defaults(optimizers="adamw,sgd_nesterov")
+    for action in p._actions:
+        if action.dest == "optimizers":
+            action.required = False
+    p.add_argument("--trials", type=int, default=8, help="quasi-random configurations per optimizer and workload")
+    p.add_argument("--seeds", type=int, default=5, help="seeds for the best configuration")
+    p.add_argument("--budget", type=float, default=1.5, help="multiple of max_steps for the calibration runs")
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--out", default=None, help="write the proposals as JSON here")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("export", help="export every evaluation point in long format (CSV or JSONL)")
     _storage_args(p)
@@ -283,6 +296,34 @@ def cmd_report(args) -> int:
     report.write_markdown(summary, md)
     report.write_json(summary, js)
     print(f"wrote {html}, {md}, {js}")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from . import adapters, calibration
+
+    try:
+        handles = adapters.resolve_many(args.optimizers)
+        version, smoke, wls = _suite(args)
+    except (ValueError, KeyError) as exc:
+        return _fail(str(exc.args[0]) if exc.args else str(exc))
+    proposals = calibration.calibrate(
+        _store(args),
+        version,
+        wls,
+        handles,
+        trials=args.trials,
+        seeds=args.seeds,
+        budget_factor=args.budget,
+        smoke=smoke,
+        threads=args.threads,
+        jobs=args.jobs,
+        progress=not args.no_progress,
+    )
+    print(calibration.format_proposals(proposals))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(proposals, f, indent=1, default=repr)
     return 0
 
 

@@ -583,9 +583,20 @@ def write_markdown(summary: Mapping[str, Any], path: str) -> None:
 
 
 def write_json(summary: Mapping[str, Any], path: str) -> None:
-    slim = {k: v for k, v in summary.items() if k != "curves"}
+    slim = _clean({k: v for k, v in summary.items() if k != "curves"})
     with open(path, "w", encoding="utf-8") as f:
         json.dump(slim, f, indent=1, default=repr, allow_nan=False)
+
+
+def _clean(obj: Any) -> Any:
+    """Non-finite floats → None, tuples → lists, keys → strings (strict JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
 
 
 # ---------------------------------------------------------------------------------------------- long export

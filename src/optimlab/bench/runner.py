@@ -55,6 +55,8 @@ class TrialSpec:
     smoke: bool = False
     budget_factor: float = 1.0
     device: str = "cpu"
+    #: stop at the first evaluation meeting the target (False: run the whole budget, for target calibration)
+    stop_at_target: bool = True
 
 
 @dataclass
@@ -72,6 +74,8 @@ class TrialResult:
     hvp_evals: int = 0
     train_time: float = 0.0
     wall_time: float = 0.0
+    #: CPU seconds of this process during the run (all threads; a load-independent measure of the work)
+    cpu_time: float = 0.0
     initial_metric: float | None = None
     best_metric: float | None = None
     final_metric: float | None = None
@@ -273,6 +277,7 @@ def run_trial(
     budget = workload.budget_for(spec.smoke).scaled(spec.budget_factor)
     result = TrialResult(status="error", max_steps=budget.max_steps)
     wall0 = time.perf_counter()
+    cpu0 = time.process_time()
     rss_reset = _reset_peak_rss()
     try:
         _train(spec, workload, budget, result, progress, handle)
@@ -281,6 +286,7 @@ def run_trial(
         tail = traceback.format_exc(limit=-3)
         result.error = f"{type(exc).__name__}: {exc}\n{tail}"[:4000]
     result.wall_time = time.perf_counter() - wall0
+    result.cpu_time = time.process_time() - cpu0
     result.peak_rss_bytes = _peak_rss() if rss_reset else 0
     return result
 
@@ -377,15 +383,18 @@ def _train(
                         result.best_metric = metric
                 if progress is not None:
                     progress(step, budget.max_steps)
-                if status is None and workload.passes(metric):
-                    status = "hit"
+                if result.steps_to_target is None and status is None and workload.passes(metric):
+                    if spec.stop_at_target:
+                        status = "hit"
                     result.steps_to_target = step
                     result.grad_evals_to_target = result.grad_evals
                     result.hvp_evals_to_target = counter.count
                     result.time_to_target = result.train_time
                 if status:
                     break
-        result.status = status or "miss"
+        if status is None:
+            status = "hit" if result.steps_to_target is not None else "miss"
+        result.status = status
     result.state_bytes = state_bytes(optimizer)
 
 

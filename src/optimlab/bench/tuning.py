@@ -172,11 +172,14 @@ def _cell(
     trial: int | None,
     params: Mapping[str, Any] | None = None,
     dists: Mapping[str, Any] | None = None,
+    stop_at_target: bool = True,
 ) -> Cell:
     from . import store
 
     meta = _base_meta(suite_version, ruleset, workload, handle, smoke)
     meta.update(seed=seed, study=study, trial=trial, budget_factor=budget_factor, overrides=dict(hparams))
+    if not stop_at_target:
+        meta["stop_at_target"] = False
     key = cell_key(
         **{k: meta[k] for k in ("suite", "ruleset", "workload", "workload_hash", "data_hash", "algorithm")},
         algorithm_hash=handle.source_hash,
@@ -187,8 +190,9 @@ def _cell(
         study=study,
         trial=trial,
         device=device,
+        **({} if stop_at_target else {"stop_at_target": False}),
     )
-    spec = runner.TrialSpec(handle.id, workload.id, seed, dict(hparams), smoke, budget_factor, device)
+    spec = runner.TrialSpec(handle.id, workload.id, seed, dict(hparams), smoke, budget_factor, device, stop_at_target)
     name = store.study_name(suite_version, ruleset, workload.id, handle.id, study)
     return Cell(key, name, spec, meta, dict(params or {}), dict(dists or {}))
 
@@ -204,13 +208,16 @@ def plan_defaults(
     hparams: Mapping[str, Any] | None = None,
     budget_factor: float = 1.0,
     device: str = "cpu",
+    ruleset: str = "defaults",
+    seed_list: Sequence[int] | None = None,
+    stop_at_target: bool = True,
 ) -> list[Cell]:
     """Cells of the ``defaults`` ruleset, ordered seed-major so that a partial sweep covers every pair."""
     hparams = dict(hparams or {})
     return [
         _cell(
             suite_version,
-            "defaults",
+            ruleset,
             w,
             h,
             smoke=smoke,
@@ -220,8 +227,9 @@ def plan_defaults(
             device=device,
             study=None,
             trial=None,
+            stop_at_target=stop_at_target,
         )
-        for seed in range(seeds)
+        for seed in (seed_list if seed_list is not None else range(seeds))
         for w in workloads
         for h in handles
     ]
@@ -247,6 +255,8 @@ def plan_quasirandom(
     extra_space: Mapping[str, R.SearchDim] | None = None,
     budget_factor: float = 1.0,
     device: str = "cpu",
+    ruleset: str = "tuned",
+    stop_at_target: bool = True,
 ) -> list[Cell]:
     """Cells of the ``tuned`` ruleset with the quasi-random (Halton) sampler."""
     cells = []
@@ -263,7 +273,7 @@ def plan_quasirandom(
                     cells.append(
                         _cell(
                             suite_version,
-                            "tuned",
+                            ruleset,
                             w,
                             h,
                             smoke=smoke,
@@ -275,6 +285,7 @@ def plan_quasirandom(
                             trial=i,
                             params=params,
                             dists=dists,
+                            stop_at_target=stop_at_target,
                         )
                     )
     # trial-major order: an interrupted sweep has tried the first points everywhere
