@@ -51,3 +51,18 @@ def test_run_then_report_end_to_end(tmp_path, capsys):
     assert "torch:SGD" in md and "| torch |" in md  # each row marks its library
     assert cli.main(["export", "--results", str(tmp_path), "--out", str(tmp_path / "long.csv")]) == 0
     assert (tmp_path / "long.csv").read_text().count("\n") > 4
+
+
+def test_calibrate_smoke(tmp_path, capsys):
+    out = tmp_path / "proposals.json"
+    argv = ["calibrate", "--suite", "smoke", "--workloads", "quad_noisy,cnn1d_mnist1d", "--trials", "2", "--seeds", "2"]
+    argv += ["--budget", "5", "--results", str(tmp_path), "--no-progress", "--threads", "1", "--out", str(out)]
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "quad_noisy" in text and "cnn1d_mnist1d" in text
+    import json
+
+    proposals = json.loads(out.read_text())
+    for p in proposals.values():
+        assert p["hit_fraction"] >= 0.5 and p["optimizer"] in ("adamw", "sgd_nesterov")
+        assert len(p["per_seed_best"]) == 2

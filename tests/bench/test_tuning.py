@@ -97,3 +97,16 @@ def test_objective_value_orders_outcomes():
     err = runner.objective_value({**base, "status": "error"}, wl)
     assert hit == 0.5 < near < far < div < err
     assert math.isclose(near, 1 + math.log10(2e-3 / 1e-3) / 3)
+
+
+def test_pytorch_optimizer_adapter():
+    pytest.importorskip("pytorch_optimizer")
+    import torch
+
+    h = adapters.resolve("po:Lion")
+    assert h.library == "pytorch_optimizer" and not h.typed_groups and "lr" in h.search_space
+    assert adapters.resolve("po:lion").factory is h.factory  # case-insensitive lookup through load_optimizer
+    result = runner.run_trial(runner.TrialSpec("po:Lion", "quad_noisy", smoke=True, hparams={"lr": 1e-3}))
+    assert result.status in ("hit", "miss") and result.state_bytes > 0
+    opt = adapters.build_optimizer(h, [torch.zeros(2, requires_grad=True)], {"beta1": 0.8})
+    assert opt.param_groups[0]["betas"][0] == 0.8

@@ -79,9 +79,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     for action in p._actions:
         if action.dest == "optimizers":
             action.required = False
-    p.add_argument("--trials", type=int, default=8, help="quasi-random configurations per optimizer and workload")
-    p.add_argument("--seeds", type=int, default=5, help="seeds for the best configuration")
-    p.add_argument("--budget", type=float, default=1.5, help="multiple of max_steps for the calibration runs")
+    p.add_argument("--trials", type=int, default=6, help="quasi-random configurations per optimizer and workload")
+    p.add_argument("--seeds", type=int, default=3, help="seeds for the best configuration")
+    p.add_argument("--budget", type=float, default=1.0, help="multiple of max_steps for the calibration runs")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--out", default=None, help="write the proposals as JSON here")
     p.set_defaults(func=cmd_calibrate)

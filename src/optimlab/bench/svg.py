@@ -98,7 +98,7 @@ def _render(p: Plot) -> str:
     ml, mr, mt, mb = 56, 12, 26 if p.title else 10, 40
     legend_h = 0
     if p.legend and p.series:
-        legend_h = 16 * math.ceil(len(p.series) / 3)
+        legend_h = 16 * math.ceil(len(p.series) / 3) + 8
     w, h = p.width, p.height + legend_h
     pw, ph = w - ml - mr, p.height - mt - mb
 
@@ -225,7 +225,7 @@ def _render(p: Plot) -> str:
         for i, s in enumerate(p.series):
             col, row = i % 3, i // 3
             lx = ml + col * (pw / 3)
-            ly = p.height + row * 16 - 2
+            ly = p.height + 12 + row * 16
             out.append(f'<rect x="{lx:.1f}" y="{ly - 8:.1f}" width="12" height="3" fill="{s.color}"/>')
             out.append(f'<text x="{lx + 16:.1f}" y="{ly - 3:.1f}" class="lg">{escape(s.name[:28])}</text>')
     out.append("</svg>")

@@ -257,11 +257,13 @@ def plan_quasirandom(
     device: str = "cpu",
     ruleset: str = "tuned",
     stop_at_target: bool = True,
+    spaces: Mapping[str, Mapping[str, R.SearchDim]] | None = None,
 ) -> list[Cell]:
-    """Cells of the ``tuned`` ruleset with the quasi-random (Halton) sampler."""
+    """Cells of the ``tuned`` ruleset with the quasi-random (Halton) sampler (``spaces`` replaces the registry
+    search space of the optimizers it names)."""
     cells = []
     for h in handles:
-        space = tuning_space(h, extra_space)
+        space = dict(spaces[h.id]) if spaces and h.id in spaces else tuning_space(h, extra_space)
         dists = distributions(space)
         seed = int(hashlib.sha256(h.id.encode()).hexdigest()[:8], 16)
         points = halton(trials * studies, len(space), seed)
