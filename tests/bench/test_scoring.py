@@ -178,3 +178,14 @@ def test_score_tuned_uses_median_of_study_minima():
             recs.append(_rec("x", "w", study, "hit" if v else "miss", v, ruleset="tuned", study=study, trial=trial))
     out = S.score(recs, ruleset="tuned", n_boot=0)
     assert out["clocks"]["S"]["times"]["x"]["w"] == 50.0
+
+
+def test_tuning_budget_curve():
+    assert S.hit_probability_after(1, 4, 1) == pytest.approx(0.25)
+    assert S.hit_probability_after(2, 4, 1) == pytest.approx(0.5)
+    assert S.hit_probability_after(4, 4, 1) == 1.0
+    assert S.hit_probability_after(3, 4, 0) == 0.0
+    assert S.hit_probability_after(2, 3, 2) == 1.0  # only one miss: two draws always include a hit
+    curve = S.tuning_budget_curve({"w1": (4, 1), "w2": (4, 4)}, 4)
+    assert curve == pytest.approx([0.625, 0.75, 0.875, 1.0])
+    assert S.tuning_budget_curve({}, 3) == []

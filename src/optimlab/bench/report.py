@@ -457,6 +457,45 @@ def render_html(summary: Mapping[str, Any]) -> str:
             )
             parts.append(plot.render())
         parts.append("</div>")
+        # tuning-budget curves and LR sensitivity (tuned ruleset)
+        if sc.get("tuning_budget"):
+            parts.append(
+                "<h3>Tuning budget and learning-rate sensitivity</h3><p class='note'>Left: expected fraction of "
+                "workloads solved by the best of k random trials (drawn without replacement from the trial pool). "
+                "Others: tuning objective per trial against its learning rate (≤ 1: hit, the value is S/max_steps; "
+                "1–2: miss, by distance to the target; 2: diverged; 3: error).</p><div class='grid'>"
+            )
+            series = [
+                svg.Series(a, list(range(1, len(c) + 1)), c, colors[a]) for a, c in sc["tuning_budget"].items() if c
+            ]
+            parts.append(
+                svg.Plot(
+                    title="tuning budget",
+                    xlabel="trials k",
+                    ylabel="fraction solved",
+                    ylim=(0.0, 1.02),
+                    series=series,
+                    css_class="plot budget",
+                ).render()
+            )
+            for w in sc["workloads"]:
+                series = []
+                for a in algs:
+                    pts = sc["lr_sensitivity"].get(a, {}).get(w)
+                    if pts:
+                        series.append(svg.Series(a, [p[0] for p in pts], [p[1] for p in pts], colors[a], markers=True))
+                if series:
+                    plot = svg.Plot(
+                        title=f"{w}: objective vs lr",
+                        xlabel="learning rate",
+                        ylabel="objective",
+                        xlog=True,
+                        series=series,
+                        hlines=[svg.HLine(1.0, "hit / miss boundary")],
+                        css_class="plot sensitivity",
+                    )
+                    parts.append(plot.render())
+            parts.append("</div>")
         # tests
         tests = sc.get("tests_vs_baseline") or {}
         if tests:

@@ -173,6 +173,28 @@ def bootstrap_scores(
     return {a: (float(np.percentile(v, lo)), float(np.percentile(v, hi))) for a, v in samples.items()}
 
 
+def hit_probability_after(k: int, n: int, n_hits: int) -> float:
+    """P(at least one of k trials drawn without replacement from n, of which n_hits hit, hits)."""
+    if k <= 0 or n <= 0:
+        return 0.0
+    k = min(k, n)
+    misses = n - n_hits
+    if misses < k:
+        return 1.0
+    return 1.0 - math.comb(misses, k) / math.comb(n, k)
+
+
+def tuning_budget_curve(hits_per_workload: Mapping[str, tuple[int, int]], k_max: int) -> list[float]:
+    """Mean over workloads of P(solved after k random trials), k = 1..k_max; ``hits_per_workload[w] = (n, hits)``
+    (Sivaprasad et al. 2020's expected-best-after-k idea, on the hit/miss outcome)."""
+    if not hits_per_workload:
+        return []
+    return [
+        sum(hit_probability_after(k, n, h) for n, h in hits_per_workload.values()) / len(hits_per_workload)
+        for k in range(1, k_max + 1)
+    ]
+
+
 def mann_whitney_less(x: Sequence[float], y: Sequence[float]) -> float:
     """One-sided p-value of H1: x tends to be smaller than y (normal approximation with tie and continuity
     corrections; ∞ ranks above every number). NaN when a sample is empty or all values tie."""
@@ -365,6 +387,26 @@ def score(
                 if not math.isnan(p):
                     tests[a][w] = p
     out["tests_vs_baseline"] = tests
+    if ruleset != "defaults":
+        # tuning-budget curves and learning-rate sensitivity from the same trial pool
+        budget_curves = {}
+        sensitivity: dict[str, dict[str, list]] = defaultdict(dict)
+        for a in algorithms:
+            per_w = {}
+            for w in workloads:
+                rs = by_cell.get((a, w), [])
+                if rs:
+                    per_w[w] = (len(rs), sum(r["status"] == "hit" for r in rs))
+                    pts = [
+                        (r["hparams"]["lr"], r.get("value"))
+                        for r in rs
+                        if isinstance((r.get("hparams") or {}).get("lr"), (int, float)) and r.get("value") is not None
+                    ]
+                    sensitivity[a][w] = sorted(pts)
+            k_max = max((n for n, _ in per_w.values()), default=0)
+            budget_curves[a] = tuning_budget_curve(per_w, k_max)
+        out["tuning_budget"] = budget_curves
+        out["lr_sensitivity"] = dict(sensitivity)
     out["errors"] = [
         {"algorithm": r["algorithm"], "workload": r["workload"], "seed": r.get("seed"), "error": r.get("error")}
         for r in recs

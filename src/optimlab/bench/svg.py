@@ -37,6 +37,8 @@ class Series:
     hi: Sequence[float | None] | None = None
     step: bool = False
     dashed: bool = False
+    #: draw points only (scatter)
+    markers: bool = False
 
 
 @dataclass
@@ -196,6 +198,14 @@ def _render(p: Plot) -> str:
             if len(pts_hi) > 1:
                 poly = " ".join(pts_hi + pts_lo[::-1])
                 out.append(f'<polygon points="{poly}" fill="{s.color}" fill-opacity="0.15" stroke="none"/>')
+        if s.markers:
+            for x, y in zip(s.xs, s.ys):
+                if _ok(x, p.xlog) and _ok(y, p.ylog):
+                    out.append(
+                        f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{s.color}" fill-opacity="0.75">'
+                        f"<title>{escape(s.name)}: {_fmt(x)}, {_fmt(y)}</title></circle>"
+                    )
+            continue
         # line (broken at missing values)
         segments: list[list[str]] = [[]]
         prev_y = None
