@@ -47,10 +47,10 @@ def _progress_bar(total: int, enabled: bool, desc: str):
     return tqdm(total=total, desc=desc, unit="run", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
 
 
-def _worker_init(threads: int) -> None:
+def _worker_init(threads: int, parent: int) -> None:
     runner.set_threads(threads)
-    # a worker whose parent was killed exits instead of finishing trials nobody will record
-    parent = os.getppid()
+    # a worker whose parent (``parent``: the sweep's pid) was killed exits instead of finishing trials nobody
+    # will record
 
     def watch() -> None:
         while True:
@@ -130,7 +130,9 @@ def run_cells(
         else:
             ctx = multiprocessing.get_context("spawn")
             per_job = max(1, threads // jobs)
-            with cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(per_job,)) as pool:
+            with cf.ProcessPoolExecutor(
+                jobs, mp_context=ctx, initializer=_worker_init, initargs=(per_job, os.getpid())
+            ) as pool:
                 futures = {pool.submit(_run_spec, cell.spec): cell for cell in todo}
                 for fut in cf.as_completed(futures):
                     finish(futures[fut], fut.result())
