@@ -49,11 +49,26 @@ def _sweep_cmd(url: str) -> list[str]:
         "--budget",
         str(BUDGET),
         "--threads",
-        "1",
+        "2",
+        "--jobs",
+        "2",  # the default: trials in worker processes, the parent writes; killing the parent kills the workers
         "--storage",
         url,
         "--no-progress",
     ]
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
 
 
 def _complete(db: Path) -> int:
@@ -83,10 +98,16 @@ def test_sigkill_mid_sweep_then_rerun_loses_and_duplicates_nothing(tmp_path):
             if time.time() > deadline:
                 pytest.fail("the sweep wrote no run within 120 s")
             time.sleep(0.05)
+        workers = _children(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
+    # the worker processes notice and exit (they would otherwise keep computing runs nobody records)
+    deadline = time.time() + 15
+    while any(store._pid_alive(p) for p in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(store._pid_alive(p) for p in workers)
     before = _snapshot(url)
     assert 3 <= len(before) < PLANNED, "the kill should land mid-sweep"
 

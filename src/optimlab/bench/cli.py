@@ -22,6 +22,9 @@ import sys
 from typing import Any
 
 DEFAULT_THREADS = 2
+#: sweeps run this many worker processes by default, splitting the threads between them: on small CPU
+#: workloads two 1-thread processes do about twice the work of one 2-thread process
+DEFAULT_JOBS = min(2, os.cpu_count() or 1)
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -49,7 +52,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--hparams", default="{}", help="JSON overrides for every run, e.g. '{\"lr\": 3e-3}'")
     p.add_argument("--schedule", choices=("cosine", "linear", "constant"), help="LR schedule (default cosine)")
     p.add_argument("--budget", type=float, default=1.0, help="multiply every workload's max_steps")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (threads are split between them)")
+    p.add_argument("--jobs", type=int, default=DEFAULT_JOBS, help="worker processes; --threads is split between them")
     p.add_argument("--retry-errors", action="store_true", help="rerun runs that ended with status error")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.set_defaults(func=cmd_run)
@@ -82,7 +85,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, default=6, help="quasi-random configurations per optimizer and workload")
     p.add_argument("--seeds", type=int, default=3, help="seeds for the best configuration")
     p.add_argument("--budget", type=float, default=1.0, help="multiple of max_steps for the calibration runs")
-    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=DEFAULT_JOBS)
     p.add_argument("--out", default=None, help="write the proposals as JSON here")
     p.set_defaults(func=cmd_calibrate)
 
@@ -240,7 +243,7 @@ def cmd_run(args) -> int:
         result_store,
         cells,
         threads=args.threads,
-        jobs=args.jobs,
+        jobs=max(1, min(args.jobs, args.threads)),
         progress=progress,
         retry_errors=args.retry_errors,
     )
@@ -317,7 +320,7 @@ def cmd_calibrate(args) -> int:
         budget_factor=args.budget,
         smoke=smoke,
         threads=args.threads,
-        jobs=args.jobs,
+        jobs=max(1, min(args.jobs, args.threads)),
         progress=not args.no_progress,
     )
     print(calibration.format_proposals(proposals))
