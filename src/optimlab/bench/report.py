@@ -509,10 +509,11 @@ def render_html(summary: Mapping[str, Any]) -> str:
             parts.append(_table(headers, rows))
         # memory
         parts.append(
-            "<h3>Memory</h3><p class='note'>Optimizer-state bytes (from <code>state_dict</code>), as a "
-            "multiple of the parameter bytes, and the process's peak RSS during the run.</p>"
+            "<h3>Memory</h3><p class='note'>Optimizer-state bytes (from <code>state_dict</code>), as a multiple of "
+            "the parameter bytes; the largest increase of the process's resident set during a run (peak minus "
+            "the RSS at the start of the run, median over runs); and the process's peak RSS.</p>"
         )
-        headers = ["optimizer", *[f"{w} state" for w in sc["workloads"]], "max peak RSS"]
+        headers = ["optimizer", *[f"{w} state" for w in sc["workloads"]], "max RSS increase", "max peak RSS"]
         rows = []
         for a in algs:
             mem = sc["memory"][a]
@@ -524,7 +525,9 @@ def render_html(summary: Mapping[str, Any]) -> str:
                     row.append((f"{_fmt_bytes(m['state_bytes'])} ({ratio:.1f}×)", m["state_bytes"]))
                 else:
                     row.append(("", -1))
+            inc = max((m.get("rss_increase_bytes", 0) for m in mem.values()), default=0)
             peak = max((m["peak_rss_bytes"] for m in mem.values()), default=0)
+            row.append((_fmt_bytes(inc), inc))
             row.append((_fmt_bytes(peak), peak))
             rows.append(row)
         parts.append(_table(headers, rows))

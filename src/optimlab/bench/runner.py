@@ -82,6 +82,8 @@ class TrialResult:
     state_bytes: int = 0
     param_bytes: int = 0
     peak_rss_bytes: int = 0
+    #: resident set size when the run started (the peak minus this is what the run added)
+    start_rss_bytes: int = 0
     hparams: dict[str, Any] = field(default_factory=dict)
     curve: dict[str, list] = field(default_factory=dict)
     error: str | None = None
@@ -181,15 +183,19 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def _peak_rss() -> int:
+def _rss(field: str) -> int:
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return 0
+
+
+def _peak_rss() -> int:
+    return _rss("VmHWM:") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def state_bytes(optimizer: torch.optim.Optimizer) -> int:
@@ -279,6 +285,7 @@ def run_trial(
     wall0 = time.perf_counter()
     cpu0 = time.process_time()
     rss_reset = _reset_peak_rss()
+    result.start_rss_bytes = _rss("VmRSS:") if rss_reset else 0
     try:
         _train(spec, workload, budget, result, progress, handle)
     except Exception as exc:  # a trial never crashes a sweep

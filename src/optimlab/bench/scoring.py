@@ -367,6 +367,11 @@ def score(
                 "state_bytes": int(statistics.median([r.get("state_bytes") or 0 for r in rs])),
                 "param_bytes": int(statistics.median([r.get("param_bytes") or 0 for r in rs])),
                 "peak_rss_bytes": int(max(r.get("peak_rss_bytes") or 0 for r in rs)),
+                "rss_increase_bytes": int(
+                    statistics.median(
+                        [max(0, (r.get("peak_rss_bytes") or 0) - (r.get("start_rss_bytes") or 0)) for r in rs]
+                    )
+                ),
             }
             for (aa, w), rs in by_cell.items()
             if aa == a
