@@ -63,6 +63,9 @@ def test_calibrate_smoke(tmp_path, capsys):
     import json
 
     proposals = json.loads(out.read_text())
+    assert proposals["quad_noisy"]["kind"] == "precision" and proposals["quad_noisy"]["target"] == 1e-3
+    cnn = proposals["cnn1d_mnist1d"]
+    assert cnn["kind"] == "calibrated" and cnn["hit_fraction_by_hint"] >= 0.5  # 1 of 2 seeds at least
+    assert cnn["step_hint"] == 12 and cnn["max_steps"] == 20  # smoke: 4 steps × 5, hint = max / 1.5
     for p in proposals.values():
-        assert p["hit_fraction"] >= 0.5 and p["optimizer"] in ("adamw", "sgd_nesterov")
-        assert len(p["per_seed_best"]) == 2
+        assert p["optimizer"] in ("adamw", "sgd_nesterov") and len(p["per_seed_by_hint"]) == 2

@@ -189,3 +189,16 @@ def test_tuning_budget_curve():
     curve = S.tuning_budget_curve({"w1": (4, 1), "w2": (4, 4)}, 4)
     assert curve == pytest.approx([0.625, 0.75, 0.875, 1.0])
     assert S.tuning_budget_curve({}, 3) == []
+
+
+def test_calibration_helpers():
+    from optimlab.bench import calibration as C
+    from optimlab.bench import workloads as W
+
+    assert C._round_sig(0.8567, 2, up=False) == 0.85 and C._round_sig(2.0931, 2, up=True) == 2.1
+    assert C._round_sig(3.1e-7, 2, up=True) == 3.1e-7
+    w = W.get("mlp_mnist1d")
+    rec = {"curve": {"step": [0, 100, 200, 300], "metric": [0.1, 0.5, 0.8, 0.9]}}
+    assert C.best_by(rec, w, 200) == 0.8 and C.first_hit(rec, w, 0.75) == 200 and C.first_hit(rec, w, 0.95) == INF
+    assert C.step_hint_for(w) == w.budget.max_steps * 2 // 3 // w.budget.eval_every * w.budget.eval_every
+    assert C.target_kind(W.get("rosenbrock50")) == "precision" and C.target_kind(w) == "calibrated"

@@ -25,6 +25,8 @@ DEFAULT_THREADS = 2
 #: sweeps run this many worker processes by default, splitting the threads between them: on small CPU
 #: workloads two 1-thread processes do about twice the work of one 2-thread process
 DEFAULT_JOBS = min(2, os.cpu_count() or 1)
+#: the defaults ruleset runs max_steps × 1.5 (benchmark.md §6.3: self-tuning optimizers get more steps)
+DEFAULTS_BUDGET = 1.5
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -51,7 +53,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--tune-schedule", action="store_true", help="also tune warm-up fraction and decay horizon")
     p.add_argument("--hparams", default="{}", help="JSON overrides for every run, e.g. '{\"lr\": 3e-3}'")
     p.add_argument("--schedule", choices=("cosine", "linear", "constant"), help="LR schedule (default cosine)")
-    p.add_argument("--budget", type=float, default=1.0, help="multiply every workload's max_steps")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="multiply every workload's max_steps (default: 1.5 for the defaults ruleset, 1.0 for tuned)",
+    )
     p.add_argument("--jobs", type=int, default=DEFAULT_JOBS, help="worker processes; --threads is split between them")
     p.add_argument("--retry-errors", action="store_true", help="rerun runs that ended with status error")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
@@ -192,6 +199,8 @@ def cmd_run(args) -> int:
         return _fail(str(exc.args[0]) if exc.args else str(exc))
     result_store = _store(args)
     progress = not args.no_progress
+    if args.budget is None:
+        args.budget = DEFAULTS_BUDGET if args.ruleset == "defaults" else 1.0
     if args.ruleset == "defaults":
         cells = tuning.plan_defaults(
             version, wls, handles, seeds=args.seeds, smoke=smoke, hparams=hparams, budget_factor=args.budget

@@ -71,7 +71,7 @@ class LogRegIllCond(Workload):
     metric_scale = "log"
     target = 1e-3
     batch_size = 256
-    budget = Budget(step_hint=5000, max_steps=7500, eval_every=250)
+    budget = Budget(step_hint=10000, max_steps=15000, eval_every=375)
     n, dim = 20_000, 200
 
     def _sizes(self, smoke: bool) -> tuple[int, int]:
