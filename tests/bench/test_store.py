@@ -176,3 +176,15 @@ def test_quasirandom_cells_resume_by_key(tmp_path):
     recs = list(rs.records())
     assert len(recs) == 4 and {r["study"] for r in recs} == {0, 1}
     assert all(r["ruleset"] == "tuned" and "lr" in r["overrides"] for r in recs)
+
+
+def test_a_crashing_worker_is_recorded_as_error_and_the_sweep_goes_on():
+    from ._toys import crash_on_seed_1
+
+    version, smoke, _ = W.suite("smoke")
+    cells = tuning.plan_defaults(version, [W.get("quad_noisy")], [adapters.resolve("sgd")], seeds=4, smoke=smoke)
+    got: dict[int, str] = {}
+    sweep._run_pool(cells, 2, 2, lambda cell, result: got.__setitem__(cell.spec.seed, result), fn=crash_on_seed_1)
+    assert sorted(got) == [0, 1, 2, 3]
+    assert got[1]["status"] == "error" and "died" in got[1]["error"]
+    assert all(got[s]["status"] == "miss" for s in (0, 2, 3))

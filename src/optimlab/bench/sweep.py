@@ -128,19 +128,57 @@ def run_cells(
                     bar.set_description_str(what)
                 finish(cell, runner.run_trial(cell.spec).to_dict())
         else:
-            ctx = multiprocessing.get_context("spawn")
-            per_job = max(1, threads // jobs)
-            with cf.ProcessPoolExecutor(
-                jobs, mp_context=ctx, initializer=_worker_init, initargs=(per_job, os.getpid())
-            ) as pool:
-                futures = {pool.submit(_run_spec, cell.spec): cell for cell in todo}
-                for fut in cf.as_completed(futures):
-                    finish(futures[fut], fut.result())
+            _run_pool(todo, threads, jobs, finish)
     finally:
         if bar is not None:
             bar.close()
     summary.wall_time = time.perf_counter() - t0
     return summary
+
+
+def _run_pool(todo: Sequence[tuning.Cell], threads: int, jobs: int, finish, fn=None) -> None:
+    """Run cells in ``jobs`` spawned workers (``fn(spec) -> result dict``, default :func:`_run_spec`), at most
+    ``jobs`` in flight. A worker that dies (a segfault, the OOM killer) breaks the pool: the pool is rebuilt, and
+    the cells that were in flight are rerun one at a time in a single worker, so that a crash is attributed to its
+    cell, which is then recorded as ``error`` — one crashing optimizer cannot stop a sweep."""
+    fn = fn or _run_spec
+    ctx = multiprocessing.get_context("spawn")
+    per_job = max(1, threads // jobs)
+    queue = collections.deque(todo)
+    suspects: collections.deque = collections.deque()
+    while queue or suspects:
+        isolate = bool(suspects)
+        source = suspects if isolate else queue
+        width = 1 if isolate else jobs
+        inflight: dict[cf.Future, tuning.Cell] = {}
+        try:
+            with cf.ProcessPoolExecutor(
+                width, mp_context=ctx, initializer=_worker_init, initargs=(per_job, os.getpid())
+            ) as pool:
+                while source or inflight:
+                    while source and len(inflight) < width:
+                        cell = source.popleft()
+                        inflight[pool.submit(fn, cell.spec)] = cell
+                    done, _ = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
+                    for fut in done:
+                        result = fut.result()  # raises BrokenProcessPool while the cell is still in flight
+                        finish(inflight.pop(fut), result)
+                    if isolate and not source and not inflight:
+                        break
+        except cf.process.BrokenProcessPool:
+            for cell in inflight.values():
+                if isolate:
+                    finish(cell, _crash_result(cell))
+                else:
+                    suspects.append(cell)
+
+
+def _crash_result(cell: tuning.Cell) -> dict[str, Any]:
+    workload = W.get(cell.spec.workload)
+    budget = workload.budget_for(cell.spec.smoke).scaled(cell.spec.budget_factor)
+    result = runner.TrialResult(status="error", max_steps=budget.max_steps)
+    result.error = "the worker process running this trial died (crash or out of memory)"
+    return result.to_dict()
 
 
 def _postfix(summary: SweepSummary) -> str:
