@@ -1,0 +1,367 @@
+"""``optimlab bench``: list, run, step-cost, report (and export).
+
+``register(subparsers)`` adds the ``bench`` command to an argparse sub-parsers object (the ``optimlab`` CLI calls
+it); every leaf parser sets ``func`` to a callable taking the parsed namespace and returning an exit code.
+``python -m optimlab.bench.cli …`` runs the same commands stand-alone.
+
+Examples::
+
+    optimlab bench list workloads
+    optimlab bench run --suite core --ruleset defaults --optimizers adamw,sgd,lion --seeds 3
+    optimlab bench run --suite core --ruleset tuned --optimizers adamw --trials 5 --studies 3
+    optimlab bench step-cost --suite core --optimizers adamw,sgd
+    optimlab bench report --html report.html --md LEADERBOARD.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+DEFAULT_THREADS = 2
+#: sweeps run this many worker processes by default, splitting the threads between them: on small CPU
+#: workloads two 1-thread processes do about twice the work of one 2-thread process
+DEFAULT_JOBS = min(2, os.cpu_count() or 1)
+#: the defaults ruleset runs max_steps × 1.5 (benchmark.md §6.3: self-tuning optimizers get more steps)
+DEFAULTS_BUDGET = 1.5
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``bench`` (with ``list``, ``run``, ``step-cost``, ``report``, ``export``) to ``subparsers``."""
+    bench = subparsers.add_parser(
+        "bench",
+        help="benchmark optimizers on the workload suite",
+        description="Benchmark optimizers: run sweeps into a results store, measure step costs, write reports.",
+    )
+    bench.set_defaults(func=lambda args: (bench.print_help(), 2)[1])
+    sub = bench.add_subparsers(dest="bench_command", metavar="{list,run,step-cost,report,calibrate,export}")
+
+    p = sub.add_parser("list", help="list workloads, optimizers, suites or libraries")
+    p.add_argument("what", nargs="?", default="workloads", choices=("workloads", "optimizers", "suites", "libraries"))
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", help="run a sweep (resumable: finished runs are skipped)")
+    _common(p)
+    p.add_argument("--ruleset", default="defaults", choices=("defaults", "tuned"))
+    p.add_argument("--seeds", type=int, default=3, help="seeds per workload (defaults ruleset)")
+    p.add_argument("--trials", type=int, default=5, help="trials per study (tuned ruleset)")
+    p.add_argument("--studies", type=int, default=3, help="independent studies (tuned ruleset)")
+    p.add_argument("--sampler", default="qmc", choices=("qmc", "tpe"), help="tuned ruleset sampler")
+    p.add_argument("--tune-schedule", action="store_true", help="also tune warm-up fraction and decay horizon")
+    p.add_argument("--hparams", default="{}", help="JSON overrides for every run, e.g. '{\"lr\": 3e-3}'")
+    p.add_argument("--schedule", choices=("cosine", "linear", "constant"), help="LR schedule (default cosine)")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="multiply every workload's max_steps (default: 1.5 for the defaults ruleset, 1.0 for tuned)",
+    )
+    p.add_argument("--jobs", type=int, default=DEFAULT_JOBS, help="worker processes; --threads is split between them")
+    p.add_argument("--retry-errors", action="store_true", help="rerun runs that ended with status error")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("step-cost", help="measure the per-step cost table c(optimizer, workload)")
+    _common(p)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--force", action="store_true", help="re-measure pairs already in the table")
+    p.set_defaults(func=cmd_step_cost)
+
+    p = sub.add_parser("report", help="write the HTML report, a Markdown leaderboard and a JSON summary")
+    _storage_args(p)
+    p.add_argument("--suite", default="core", help="suite name or version to report")
+    p.add_argument("--html", default=None, help="HTML output (default <results>/report.html)")
+    p.add_argument("--md", default=None, help="Markdown leaderboard (default <results>/LEADERBOARD.md)")
+    p.add_argument("--json", default=None, help="JSON summary (default <results>/summary.json)")
+    p.add_argument("--baseline", default="adamw", help="optimizer the speedups are relative to")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the score CIs")
+    p.add_argument("--machine", default=None, help="step-cost table (machine id) to use for T")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("calibrate", help="maintainers: propose targets and budgets (benchmark.md §6.4)")
+    _common(p)
+    p.set_defaults(optimizers="adamw,sgd_nesterov")
+    for action in p._actions:
+        if action.dest == "optimizers":
+            action.required = False
+    p.add_argument("--trials", type=int, default=6, help="quasi-random configurations per optimizer and workload")
+    p.add_argument("--seeds", type=int, default=3, help="seeds for the best configuration")
+    p.add_argument("--budget", type=float, default=1.0, help="multiple of max_steps for the calibration runs")
+    p.add_argument("--jobs", type=int, default=DEFAULT_JOBS)
+    p.add_argument("--out", default=None, help="write the proposals as JSON here")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("export", help="export every evaluation point in long format (CSV or JSONL)")
+    _storage_args(p)
+    p.add_argument("--suite", default=None)
+    p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    p.add_argument("--out", default="-", help="output file (default stdout)")
+    p.set_defaults(func=cmd_export)
+    return bench
+
+
+def _storage_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", default=os.environ.get("OPTIMLAB_BENCH_RESULTS", "runs"), help="results directory")
+    p.add_argument(
+        "--storage",
+        default=os.environ.get("OPTIMLAB_BENCH_STORAGE"),
+        help="SQLAlchemy URL of the store (default sqlite:///<results>/optimlab-bench.sqlite3)",
+    )
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    _storage_args(p)
+    p.add_argument("--suite", default="core", help="core, or smoke (tiny configs, for tests)")
+    p.add_argument("--optimizers", "--opt", required=True, help="comma-separated ids: adamw,sgd,torch:AdamW,po:Lion")
+    p.add_argument("--workloads", default=None, help="comma-separated workload ids (default: the whole suite)")
+    p.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch threads (timing convention: 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _store(args):
+    from . import store
+
+    url = args.storage or store.default_storage_url(args.results)
+    return store.ResultStore(url)
+
+
+def _suite(args):
+    from . import workloads as W
+
+    version, smoke, wls = W.suite(args.suite)
+    if getattr(args, "workloads", None):
+        ids = [s.strip() for s in args.workloads.split(",") if s.strip()]
+        wls = [W.get(i) for i in ids]
+    return version, smoke, wls
+
+
+def _fail(message: str) -> int:
+    print(f"optimlab bench: error: {message}", file=sys.stderr)
+    return 2
+
+
+# ---------------------------------------------------------------------------------------------- commands
+def cmd_list(args) -> int:
+    from . import adapters
+    from . import workloads as W
+
+    if args.what == "workloads":
+        rows = [w.describe() for w in W.all_workloads()]
+        print(f"{'id':18} {'metric':38} {'target':>8} {'batch':>6} {'hint':>6} {'max':>6}  stresses")
+        for r in rows:
+            target = f"{'≥' if r['direction'] == 'max' else '≤'}{r['target']:g}" + ("*" if r["provisional"] else "")
+            print(
+                f"{r['id']:18} {r['metric'][:38]:38} {target:>8} {r['batch_size']!s:>6} {r['step_hint']:>6} "
+                f"{r['max_steps']:>6}  {r['stresses']}"
+            )
+        print("* provisional target (not yet calibrated, benchmark.md §6.4)")
+    elif args.what == "optimizers":
+        from .. import registry as R
+
+        for s in R.specs():
+            flags = ",".join(f for f, on in (("closure", s.requires_closure), ("hvp", adapters.needs_hvp(s))) if on)
+            print(f"{s.name:16} {s.family:12} {flags:12} {s.summary}")
+        libs = adapters.available_libraries()
+        others = ", ".join(f"{k}:" for k, v in libs.items() if v and k != "optimlab")
+        print(f"\nother installed libraries (use prefix:ClassName): {others or 'none'}")
+    elif args.what == "suites":
+        for name, (version, smoke) in W.SUITES.items():
+            print(f"{name:8} {version}{'  (smoke configs)' if smoke else ''}  {len(W.all_workloads())} workloads")
+    else:
+        for k, v in adapters.available_libraries().items():
+            print(f"{k:14} {v or 'not installed'}")
+    return 0
+
+
+def _parse_hparams(args) -> dict[str, Any]:
+    hp = json.loads(args.hparams) if args.hparams else {}
+    if not isinstance(hp, dict):
+        raise ValueError("--hparams must be a JSON object")
+    if args.schedule:
+        hp["sched_kind"] = args.schedule
+    return hp
+
+
+def cmd_run(args) -> int:
+    from . import adapters, sweep, tuning
+
+    try:
+        handles = adapters.resolve_many(args.optimizers)
+        version, smoke, wls = _suite(args)
+        hparams = _parse_hparams(args)
+    except (ValueError, KeyError) as exc:
+        return _fail(str(exc.args[0]) if exc.args else str(exc))
+    result_store = _store(args)
+    progress = not args.no_progress
+    if args.budget is None:
+        args.budget = DEFAULTS_BUDGET if args.ruleset == "defaults" else 1.0
+    if args.ruleset == "defaults":
+        cells = tuning.plan_defaults(
+            version, wls, handles, seeds=args.seeds, smoke=smoke, hparams=hparams, budget_factor=args.budget
+        )
+    elif args.sampler == "qmc":
+        extra = tuning.SCHEDULE_SPACE if args.tune_schedule else None
+        try:
+            cells = tuning.plan_quasirandom(
+                version,
+                wls,
+                handles,
+                trials=args.trials,
+                studies=args.studies,
+                smoke=smoke,
+                fixed=hparams,
+                extra_space=extra,
+                budget_factor=args.budget,
+            )
+        except ValueError as exc:
+            return _fail(str(exc))
+    else:
+        if args.dry_run:
+            print(f"tpe: {len(wls)} workloads × {len(handles)} optimizers × {args.studies} studies × {args.trials}")
+            return 0
+        summary = sweep.run_tpe(
+            result_store,
+            version,
+            wls,
+            handles,
+            trials=args.trials,
+            studies=args.studies,
+            smoke=smoke,
+            fixed=hparams,
+            extra_space=tuning.SCHEDULE_SPACE if args.tune_schedule else None,
+            budget_factor=args.budget,
+            threads=args.threads,
+            progress=progress,
+        )
+        print(summary.line())
+        return 0
+    if args.dry_run:
+        pending = sweep.pending_cells(result_store, cells, args.retry_errors)
+        print(f"{len(cells)} runs planned, {len(cells) - len(pending)} already in {result_store.url}")
+        for c in pending[:50]:
+            print(f"  {c.meta['workload']:18} {c.meta['algorithm']:16} seed {c.spec.seed} {dict(c.spec.hparams)}")
+        return 0
+    print(f"store: {result_store.url}", file=sys.stderr)
+    summary = sweep.run_cells(
+        result_store,
+        cells,
+        threads=args.threads,
+        jobs=max(1, min(args.jobs, args.threads)),
+        progress=progress,
+        retry_errors=args.retry_errors,
+    )
+    print(summary.line())
+    return 0
+
+
+def cmd_step_cost(args) -> int:
+    from . import adapters, stepcost
+
+    try:
+        handles = adapters.resolve_many(args.optimizers)
+        version, smoke, wls = _suite(args)
+    except (ValueError, KeyError) as exc:
+        return _fail(str(exc.args[0]) if exc.args else str(exc))
+    result_store = _store(args)
+    table = stepcost.run_step_costs(
+        result_store,
+        version,
+        wls,
+        handles,
+        warmup=args.warmup,
+        steps=args.steps,
+        repeats=args.repeats,
+        smoke=smoke,
+        threads=args.threads,
+        force=args.force,
+        progress=not args.no_progress,
+    )
+    print(f"{'workload':18} {'optimizer':16} {'ms/step':>9}")
+    for (a, w), c in sorted(table.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        print(f"{w:18} {a:16} {1000 * c:9.3f}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from . import report
+    from . import workloads as W
+
+    result_store = _store(args)
+    suite = W.SUITES[args.suite][0] if args.suite in W.SUITES else args.suite
+    results_dir = args.results
+    os.makedirs(results_dir, exist_ok=True)
+    html = args.html or os.path.join(results_dir, "report.html")
+    md = args.md or os.path.join(results_dir, "LEADERBOARD.md")
+    js = args.json or os.path.join(results_dir, "summary.json")
+    summary = report.build(
+        result_store, suite=suite, baseline=args.baseline, n_boot=args.bootstrap, machine=args.machine
+    )
+    if not summary["rulesets"]:
+        return _fail(f"no results for suite {suite!r} in {result_store.url}")
+    report.write_html(summary, html)
+    report.write_markdown(summary, md)
+    report.write_json(summary, js)
+    print(f"wrote {html}, {md}, {js}")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from . import adapters, calibration
+
+    try:
+        handles = adapters.resolve_many(args.optimizers)
+        version, smoke, wls = _suite(args)
+    except (ValueError, KeyError) as exc:
+        return _fail(str(exc.args[0]) if exc.args else str(exc))
+    proposals = calibration.calibrate(
+        _store(args),
+        version,
+        wls,
+        handles,
+        trials=args.trials,
+        seeds=args.seeds,
+        budget_factor=args.budget,
+        smoke=smoke,
+        threads=args.threads,
+        jobs=max(1, min(args.jobs, args.threads)),
+        progress=not args.no_progress,
+    )
+    print(calibration.format_proposals(proposals))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(proposals, f, indent=1, default=repr)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from . import report
+
+    result_store = _store(args)
+    out = sys.stdout if args.out == "-" else open(args.out, "w", newline="")
+    try:
+        n = report.export_long(result_store, out, fmt=args.format, suite=args.suite)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    print(f"{n} rows", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="optimlab", description="optimlab benchmark")
+    register(parser.add_subparsers(dest="command", required=True))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] != "bench":
+        argv = ["bench", *argv]  # `python -m optimlab.bench.cli run …` works too
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,439 @@
+"""Run one trial: (algorithm, hyperparameters, workload, seed) -> a :class:`TrialResult`.
+
+The runner owns the training loop, so that every optimizer sees the same harness:
+
+* the learning-rate schedule (linear warm-up then cosine/linear decay or constant, relative to the run's step
+  budget; ``sched_*`` keys of the hyperparameters), applied by a ``LambdaLR`` on top of the optimizer's lr;
+* a closure for optimizers whose registry record says ``requires_closure`` (SAM, line searches); it re-evaluates
+  the loss on the step's batch, and every call counts as one gradient evaluation;
+* Hessian-vector-product support for optimizers that ask for it (``requires_hvp``): backward runs with
+  ``create_graph=True``, and every ``torch.autograd.grad`` call the optimizer makes inside ``step`` counts as one
+  HVP evaluation;
+* ``optimizer.train()``/``optimizer.eval()`` around evaluations for optimizers that have them (schedule-free);
+  that switch counts as training time;
+* train-only wall time (batch, forward, backward, step, schedule; evaluation excluded), evaluation every
+  ``eval_every`` steps, the first evaluation step meeting the target (the run stops there: ``hit``), divergence
+  (a non-finite loss or metric, or the mean training loss of an evaluation interval above
+  ``explosion_factor`` × the first loss: ``diverged``), exceptions (``error``, with the message), and otherwise
+  ``miss`` at ``max_steps``. A trial never raises: a sweep never crashes on one bad run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import resource
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from . import adapters
+from . import workloads as W
+
+#: bump when the training loop's semantics change (part of every result's cache key)
+HARNESS_VERSION = "1"
+#: harness-level hyperparameters (the LR schedule); all other keys go to the optimizer
+SCHEDULE_DEFAULTS: dict[str, Any] = {"sched_kind": "cosine", "sched_warmup": 0.02, "sched_horizon": 1.0}
+SCHEDULE_KINDS = ("cosine", "linear", "constant")
+STATUSES = ("hit", "miss", "diverged", "error")
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """What to run. ``hparams`` override the algorithm's defaults; ``sched_*`` keys set the LR schedule."""
+
+    algorithm: str
+    workload: str
+    seed: int = 0
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+    smoke: bool = False
+    budget_factor: float = 1.0
+    device: str = "cpu"
+    #: stop at the first evaluation meeting the target (False: run the whole budget, for target calibration)
+    stop_at_target: bool = True
+
+
+@dataclass
+class TrialResult:
+    """What one run produced (see the module docstring for the status rules)."""
+
+    status: str
+    max_steps: int
+    steps: int = 0
+    steps_to_target: int | None = None
+    grad_evals_to_target: int | None = None
+    hvp_evals_to_target: int | None = None
+    time_to_target: float | None = None
+    grad_evals: int = 0
+    hvp_evals: int = 0
+    train_time: float = 0.0
+    wall_time: float = 0.0
+    #: CPU seconds of this process during the run (all threads; a load-independent measure of the work)
+    cpu_time: float = 0.0
+    initial_metric: float | None = None
+    best_metric: float | None = None
+    final_metric: float | None = None
+    state_bytes: int = 0
+    param_bytes: int = 0
+    peak_rss_bytes: int = 0
+    #: resident set size when the run started (the peak minus this is what the run added)
+    start_rss_bytes: int = 0
+    hparams: dict[str, Any] = field(default_factory=dict)
+    curve: dict[str, list] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def hit(self) -> bool:
+        return self.status == "hit"
+
+
+# ---------------------------------------------------------------------------------------------- schedule
+def lr_factor(step: int, total: int, kind: str, warmup: float, horizon: float) -> float:
+    """Multiplier of the base lr before optimizer step ``step`` (0-based) of a ``total``-step run.
+
+    Linear warm-up over ``warmup × total`` steps, then ``kind`` decay reaching 0 at ``horizon × total`` steps
+    (and staying there); ``constant`` keeps 1 after the warm-up.
+    """
+    warm = int(round(warmup * total))
+    if step < warm:
+        return (step + 1) / warm
+    if kind == "constant":
+        return 1.0
+    end = max(warm + 1, int(round(horizon * total)))
+    t = min(1.0, (step - warm) / (end - warm))
+    if kind == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+    if kind == "linear":
+        return 1.0 - t
+    raise ValueError(f"unknown schedule {kind!r}; known: {', '.join(SCHEDULE_KINDS)}")
+
+
+def split_hparams(hparams: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(schedule settings with defaults filled in, optimizer hyperparameters)."""
+    sched = dict(SCHEDULE_DEFAULTS)
+    opt = {}
+    for k, v in hparams.items():
+        (sched if k in SCHEDULE_DEFAULTS else opt)[k] = v
+    if sched["sched_kind"] not in SCHEDULE_KINDS:
+        raise ValueError(f"sched_kind must be one of {SCHEDULE_KINDS}, got {sched['sched_kind']!r}")
+    return sched, opt
+
+
+# ---------------------------------------------------------------------------------------------- counters
+class _HvpCounter:
+    """Counts ``torch.autograd.grad`` calls made while ``active`` (inside ``optimizer.step`` but outside the
+    closure): those are the optimizer's Hessian-vector products."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.count = 0
+        self.active = False
+        self._orig: Callable | None = None
+
+    def __enter__(self) -> _HvpCounter:
+        if self.enabled:
+            orig = self._orig = torch.autograd.grad
+
+            def counting_grad(*args, **kwargs):
+                if self.active:
+                    self.count += 1
+                return orig(*args, **kwargs)
+
+            torch.autograd.grad = counting_grad
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._orig is not None:
+            torch.autograd.grad = self._orig
+            self._orig = None
+
+    @contextlib.contextmanager
+    def stepping(self):
+        self.active = True
+        try:
+            yield
+        finally:
+            self.active = False
+
+    @contextlib.contextmanager
+    def paused(self):
+        was, self.active = self.active, False
+        try:
+            yield
+        finally:
+            self.active = was
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark of this process (Linux ``clear_refs`` 5); False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _rss(field: str) -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _peak_rss() -> int:
+    return _rss("VmHWM:") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of tensors in the optimizer's state (through ``state_dict``, so wrappers count their base)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+
+    def walk(obj: Any) -> None:
+        nonlocal total
+        if isinstance(obj, torch.Tensor):
+            key = (obj.untyped_storage().data_ptr(), obj.nbytes) if obj.device.type != "meta" else (id(obj), 0)
+            if key not in seen:
+                seen.add(key)
+                total += obj.nbytes
+        elif isinstance(obj, Mapping):
+            for v in obj.values():
+                walk(v)
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                walk(v)
+
+    try:
+        walk(optimizer.state_dict().get("state", {}))
+    except Exception:
+        walk(dict(optimizer.state))
+    return total
+
+
+def make_param_groups(task: W.Task, handle: adapters.AlgorithmHandle) -> list[dict[str, Any]] | list[Any]:
+    """One param group per parameter type (``param_type`` key) for optimizers that accept extra group keys,
+    a plain parameter list otherwise."""
+    typed = task.typed_parameters()
+    if not handle.typed_groups:
+        return [p for _, p, _ in typed]
+    groups: dict[str, list] = {}
+    for _, p, kind in typed:
+        groups.setdefault(kind, []).append(p)
+    return [{"params": ps, "param_type": kind} for kind, ps in groups.items()]
+
+
+def train_step(
+    task: W.Task, optimizer: torch.optim.Optimizer, handle: adapters.AlgorithmHandle, counter: _HvpCounter, batch: Any
+) -> tuple[float, int]:
+    """One optimizer step on ``batch``: ``(loss before the step, gradient evaluations used)``.
+
+    Closure-requiring optimizers get a closure (zero_grad, forward, backward on the same batch) and call it
+    themselves; the others get the gradient computed here. With ``handle.requires_hvp`` the backward keeps the
+    graph (``create_graph=True``) and the gradients are dropped after the step.
+    """
+    create_graph = handle.requires_hvp
+    losses: list[torch.Tensor] = []
+
+    def closure():
+        optimizer.zero_grad(set_to_none=True)
+        with counter.paused():
+            loss = task.loss(batch)
+            loss.backward(create_graph=create_graph)
+        losses.append(loss.detach())
+        return loss
+
+    if handle.requires_closure:
+        with counter.stepping():
+            optimizer.step(closure)
+    else:
+        closure()
+        with counter.stepping():
+            optimizer.step()
+    if create_graph:
+        optimizer.zero_grad(set_to_none=True)  # drop the graph kept alive by the gradients
+    return (float(losses[0]) if losses else float("nan")), len(losses)
+
+
+# ---------------------------------------------------------------------------------------------- the loop
+def run_trial(
+    spec: TrialSpec,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    handle: adapters.AlgorithmHandle | None = None,
+) -> TrialResult:
+    """Train ``spec.algorithm`` on ``spec.workload`` once; never raises (failures become ``status="error"``).
+
+    ``progress(step, max_steps)`` is called after every evaluation.
+    """
+    workload = W.get(spec.workload)
+    budget = workload.budget_for(spec.smoke).scaled(spec.budget_factor)
+    result = TrialResult(status="error", max_steps=budget.max_steps)
+    wall0 = time.perf_counter()
+    cpu0 = time.process_time()
+    rss_reset = _reset_peak_rss()
+    result.start_rss_bytes = _rss("VmRSS:") if rss_reset else 0
+    try:
+        _train(spec, workload, budget, result, progress, handle)
+    except Exception as exc:  # a trial never crashes a sweep
+        result.status = "error"
+        tail = traceback.format_exc(limit=-3)
+        result.error = f"{type(exc).__name__}: {exc}\n{tail}"[:4000]
+    result.wall_time = time.perf_counter() - wall0
+    result.cpu_time = time.process_time() - cpu0
+    result.peak_rss_bytes = _peak_rss() if rss_reset else 0
+    return result
+
+
+def _train(
+    spec: TrialSpec,
+    workload: W.Workload,
+    budget: W.Budget,
+    result: TrialResult,
+    progress: Callable[[int, int], None] | None,
+    handle: adapters.AlgorithmHandle | None,
+) -> None:
+    handle = handle or adapters.resolve(spec.algorithm)
+    sched, opt_hparams = split_hparams(spec.hparams)
+    result.hparams = {**handle.resolved_hparams(opt_hparams), **sched}
+    task = workload.build(spec.seed, spec.smoke, spec.device)
+    model = task.model
+    model.train()
+    optimizer = adapters.build_optimizer(handle, make_param_groups(task, handle), opt_hparams)
+    result.param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    total = budget.max_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: lr_factor(s, total, sched["sched_kind"], sched["sched_warmup"], sched["sched_horizon"]),
+    )
+    has_modes = has_train_eval_modes(optimizer)
+    curve: dict[str, list] = {k: [] for k in ("step", "grad_evals", "hvp_evals", "train_time", "metric", "train_loss")}
+    result.curve = curve
+    cuda = torch.device(spec.device).type == "cuda"
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    def record(step: int, metric: float, train_loss: float | None) -> None:
+        curve["step"].append(step)
+        curve["grad_evals"].append(result.grad_evals)
+        curve["hvp_evals"].append(counter.count)
+        curve["train_time"].append(result.train_time)
+        curve["metric"].append(metric if math.isfinite(metric) else None)
+        curve["train_loss"].append(train_loss if train_loss is None or math.isfinite(train_loss) else None)
+
+    with _HvpCounter(handle.requires_hvp) as counter, warnings.catch_warnings():
+        # the runner drops the gradients after every step, which is what this warning asks for
+        warnings.filterwarnings("ignore", message=r"Using backward\(\) with create_graph=True")
+        metric0 = task.evaluate()
+        result.initial_metric = result.best_metric = result.final_metric = metric0
+        record(0, metric0, None)
+        if has_modes:
+            optimizer.train()
+        first_loss: float | None = None
+        interval_sum, interval_n = 0.0, 0
+        status = None
+        step = 0
+        for step in range(1, budget.max_steps + 1):
+            sync()
+            t0 = time.perf_counter()
+            batch = task.next_batch()
+            loss_value, n_grads = train_step(task, optimizer, handle, counter, batch)
+            result.grad_evals += n_grads
+            scheduler.step()
+            sync()
+            result.train_time += time.perf_counter() - t0
+            result.steps = step
+            result.hvp_evals = counter.count
+            if first_loss is None:
+                first_loss = abs(loss_value)
+            interval_sum += loss_value
+            interval_n += 1
+            if not math.isfinite(loss_value):
+                status = "diverged"
+            if step % budget.eval_every == 0 or step == budget.max_steps or status:
+                train_loss = interval_sum / interval_n
+                interval_sum, interval_n = 0.0, 0
+                if has_modes:
+                    t1 = time.perf_counter()
+                    optimizer.eval()
+                    result.train_time += time.perf_counter() - t1
+                metric = task.evaluate() if status is None else float("nan")
+                if has_modes:
+                    t1 = time.perf_counter()
+                    optimizer.train()
+                    result.train_time += time.perf_counter() - t1
+                record(step, metric, train_loss)
+                if status is None:
+                    if not math.isfinite(metric):
+                        status = "diverged"
+                    elif math.isfinite(train_loss) and train_loss > workload.explosion_factor * max(first_loss, 1e-12):
+                        status = "diverged"
+                if math.isfinite(metric):
+                    result.final_metric = metric
+                    better = metric > result.best_metric if workload.higher_is_better else metric < result.best_metric
+                    if better or not math.isfinite(result.best_metric):
+                        result.best_metric = metric
+                if progress is not None:
+                    progress(step, budget.max_steps)
+                if result.steps_to_target is None and status is None and workload.passes(metric):
+                    if spec.stop_at_target:
+                        status = "hit"
+                    result.steps_to_target = step
+                    result.grad_evals_to_target = result.grad_evals
+                    result.hvp_evals_to_target = counter.count
+                    result.time_to_target = result.train_time
+                if status:
+                    break
+        if status is None:
+            status = "hit" if result.steps_to_target is not None else "miss"
+        result.status = status
+    result.state_bytes = state_bytes(optimizer)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def objective_value(result: TrialResult | Mapping[str, Any], workload: W.Workload) -> float:
+    """A scalar to minimize for tuning: S / max_steps on a hit (≤ 1); 1 + the remaining fraction of the way to
+    the target on a miss (measured in decades for log-scale metrics); 2 if diverged; 3 on error."""
+    r = result if isinstance(result, Mapping) else result.to_dict()
+    if r["status"] == "hit":
+        return r["steps_to_target"] / r["max_steps"]
+    if r["status"] == "diverged":
+        return 2.0
+    if r["status"] != "miss":
+        return 3.0
+    best, start, target = r.get("best_metric"), r.get("initial_metric"), workload.target
+    if best is None or start is None or not (math.isfinite(best) and math.isfinite(start)):
+        return 2.0
+    if workload.metric_scale == "log" and best > 0 and start > 0 and target > 0:
+        best, start, target = math.log10(best), math.log10(start), math.log10(target)
+    span = (target - start) if workload.higher_is_better else (start - target)
+    gap = (target - best) if workload.higher_is_better else (best - target)
+    remaining = gap / span if span > 0 else 1.0
+    return 1.0 + min(1.0, max(0.0, remaining))
+
+
+def has_train_eval_modes(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether the optimizer has schedule-free style ``train()``/``eval()`` switches."""
+    return callable(getattr(optimizer, "train", None)) and callable(getattr(optimizer, "eval", None))
+
+
+def set_threads(threads: int | None) -> None:
+    """Pin torch's intra-op threads (the benchmark's timing convention: 2)."""
+    if threads:
+        torch.set_num_threads(int(threads))
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))

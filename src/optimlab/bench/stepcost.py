@@ -1,0 +1,133 @@
+"""The step-cost microbenchmark: c_{s,w}, the median time of one training step of optimizer s on workload w.
+
+The official clock of the benchmark is the modelled time T = S × c_{s,w} (benchmark.md §6.2): the number of steps
+to the target times a per-step cost measured separately, on a quiet machine, with threads pinned, after warm-up
+(20 warm-up + 200 timed steps by default), repeated 3 times (fresh model each time), taking the median of the
+per-repeat medians. Raw wall clocks of the sweep itself are kept only for diagnostics: on a shared machine they
+vary 2–10× with the load. A step here is exactly the runner's training step (batch, forward, backward, closure
+or HVPs if the optimizer needs them, optimizer step) at the optimizer's default hyperparameters.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from . import adapters, provenance, runner, store, tuning
+from . import workloads as W
+
+
+def measure(
+    handle: adapters.AlgorithmHandle,
+    workload: W.Workload,
+    *,
+    warmup: int = 20,
+    steps: int = 200,
+    repeats: int = 3,
+    smoke: bool = False,
+    hparams: Mapping[str, Any] | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Median seconds per training step, with the per-repeat medians."""
+    _, opt_hparams = runner.split_hparams(hparams or {})
+    medians = []
+    for r in range(repeats):
+        task = workload.build(seed=r, smoke=smoke, device=device)
+        task.model.train()
+        optimizer = adapters.build_optimizer(handle, runner.make_param_groups(task, handle), opt_hparams)
+        if runner.has_train_eval_modes(optimizer):
+            optimizer.train()
+        times = []
+        cuda = torch.device(device).type == "cuda"
+        with runner._HvpCounter(handle.requires_hvp) as counter:
+            for i in range(warmup + steps):
+                if cuda:
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                runner.train_step(task, optimizer, handle, counter, task.next_batch())
+                if cuda:
+                    torch.cuda.synchronize()
+                if i >= warmup:
+                    times.append(time.perf_counter() - t0)
+        medians.append(statistics.median(times))
+    return {"seconds_per_step": statistics.median(medians), "repeat_medians": medians}
+
+
+def run_step_costs(
+    result_store: store.ResultStore,
+    suite_version: str,
+    workloads: Sequence[W.Workload],
+    handles: Sequence[adapters.AlgorithmHandle],
+    *,
+    warmup: int = 20,
+    steps: int = 200,
+    repeats: int = 3,
+    smoke: bool = False,
+    threads: int = 2,
+    force: bool = False,
+    progress: bool = True,
+    echo=print,
+) -> dict[tuple[str, str], float]:
+    """Measure and store c_{s,w} for every pair (skipping pairs already measured on this machine unless
+    ``force``); returns {(algorithm, workload): seconds per step}."""
+    from .sweep import _progress_bar
+
+    runner.set_threads(threads)
+    env = provenance.environment(threads)
+    name = store.stepcost_study_name(suite_version, env["machine"])
+    done = result_store.completed(name)
+    out: dict[tuple[str, str], float] = {}
+    todo = []
+    for w in workloads:
+        for h in handles:
+            key = tuning.cell_key(
+                kind="stepcost",
+                suite=suite_version,
+                workload=w.id,
+                workload_hash=w.code_hash(),
+                algorithm=h.id,
+                algorithm_hash=h.source_hash,
+                warmup=warmup,
+                steps=steps,
+                repeats=repeats,
+                machine=env["machine"],
+            )
+            if key in done and not force:
+                out[(h.id, w.id)] = done[key].value
+            else:
+                todo.append((w, h, key))
+    bar = _progress_bar(len(todo), progress, "bench step-cost")
+    try:
+        for w, h, key in todo:
+            if bar is not None:
+                bar.set_description_str(f"step-cost {w.id} · {h.id}")
+            try:
+                m = measure(h, w, warmup=warmup, steps=steps, repeats=repeats, smoke=smoke)
+            except Exception as exc:  # one failing optimizer must not stop the table
+                echo(f"step-cost {h.id} on {w.id} failed: {type(exc).__name__}: {exc}")
+                if bar is not None:
+                    bar.update(1)
+                continue
+            meta = {
+                "kind": "stepcost",
+                "suite": suite_version,
+                "workload": w.id,
+                "algorithm": h.id,
+                "library": h.library,
+                "machine": env["machine"],
+                "warmup": warmup,
+                "steps": steps,
+                "repeats": repeats,
+            }
+            result_store.add_run(name, key=key, value=m["seconds_per_step"], meta=meta, result=m, provenance=env)
+            out[(h.id, w.id)] = m["seconds_per_step"]
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return out

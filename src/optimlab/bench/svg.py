@@ -1,0 +1,242 @@
+"""Tiny inline-SVG line plots for the report (no matplotlib, no CDN: the HTML stays self-contained)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from html import escape
+
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#393b79",
+    "#ad494a",
+)
+
+
+def color(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+@dataclass
+class Series:
+    name: str
+    xs: Sequence[float]
+    ys: Sequence[float | None]
+    color: str = "#1f77b4"
+    lo: Sequence[float | None] | None = None
+    hi: Sequence[float | None] | None = None
+    step: bool = False
+    dashed: bool = False
+    #: draw points only (scatter)
+    markers: bool = False
+
+
+@dataclass
+class HLine:
+    y: float
+    label: str = ""
+    color: str = "#444"
+
+
+@dataclass
+class Plot:
+    title: str = ""
+    xlabel: str = ""
+    ylabel: str = ""
+    xlog: bool = False
+    ylog: bool = False
+    width: int = 420
+    height: int = 260
+    series: list[Series] = field(default_factory=list)
+    hlines: list[HLine] = field(default_factory=list)
+    xlim: tuple[float, float] | None = None
+    ylim: tuple[float, float] | None = None
+    legend: bool = True
+    css_class: str = "plot"
+
+    def render(self) -> str:
+        return _render(self)
+
+
+def _ok(v: float | None, log: bool) -> bool:
+    return v is not None and math.isfinite(v) and (not log or v > 0)
+
+
+def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=raw)
+    start = math.ceil(lo / step) * step
+    ticks = []
+    t = start
+    while t <= hi + 1e-12 * abs(hi):
+        ticks.append(round(t, 12))
+        t += step
+    return ticks
+
+
+def _fmt(v: float) -> str:
+    if v == 0:
+        return "0"
+    a = abs(v)
+    if a >= 1e4 or a < 1e-3:
+        return f"{v:.0e}".replace("e-0", "e-").replace("e+0", "e")
+    return f"{v:g}"
+
+
+def _render(p: Plot) -> str:
+    ml, mr, mt, mb = 56, 12, 26 if p.title else 10, 40
+    legend_h = 0
+    if p.legend and p.series:
+        legend_h = 16 * math.ceil(len(p.series) / 3) + 8
+    w, h = p.width, p.height + legend_h
+    pw, ph = w - ml - mr, p.height - mt - mb
+
+    def collect(log: bool, axis: str) -> list[float]:
+        vals = []
+        for s in p.series:
+            seqs = [s.xs] if axis == "x" else [s.ys, s.lo or [], s.hi or []]
+            for seq in seqs:
+                vals += [v for v in seq if _ok(v, log)]
+        if axis == "y":
+            vals += [hl.y for hl in p.hlines if _ok(hl.y, log)]
+        return vals
+
+    def limits(log: bool, axis: str, forced):
+        if forced:
+            lo, hi = forced
+        else:
+            vals = collect(log, axis)
+            if not vals:
+                lo, hi = (1.0, 10.0) if log else (0.0, 1.0)
+            else:
+                lo, hi = min(vals), max(vals)
+        if log:
+            lo, hi = math.log10(max(lo, 1e-300)), math.log10(max(hi, 1e-300))
+        if hi - lo < 1e-12:
+            lo, hi = lo - 0.5, hi + 0.5
+        if not forced:
+            pad = 0.04 * (hi - lo)
+            lo, hi = lo - pad, hi + pad
+        return lo, hi
+
+    x0, x1 = limits(p.xlog, "x", p.xlim)
+    y0, y1 = limits(p.ylog, "y", p.ylim)
+
+    def sx(v: float) -> float:
+        v = math.log10(v) if p.xlog else v
+        return ml + (v - x0) / (x1 - x0) * pw
+
+    def sy(v: float) -> float:
+        v = math.log10(v) if p.ylog else v
+        return mt + ph - (v - y0) / (y1 - y0) * ph
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="{escape(p.css_class)}" width="{w}" height="{h}" '
+        f'viewBox="0 0 {w} {h}" role="img" aria-label="{escape(p.title or p.ylabel)}">',
+        f'<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="#fff" stroke="#bbb"/>',
+    ]
+    if p.title:
+        out.append(f'<text x="{ml + pw / 2:.1f}" y="16" text-anchor="middle" class="pt">{escape(p.title)}</text>')
+    # ticks
+    for axis, log, lo, hi in (("x", p.xlog, x0, x1), ("y", p.ylog, y0, y1)):
+        if log:
+            ticks = [10.0**k for k in range(math.ceil(lo), math.floor(hi) + 1)]
+            if len(ticks) > 8:
+                every = math.ceil(len(ticks) / 8)
+                ticks = ticks[::every]
+        else:
+            ticks = _nice_ticks(lo, hi)
+        for t in ticks:
+            if axis == "x":
+                x = sx(t)
+                out.append(f'<line x1="{x:.1f}" y1="{mt}" x2="{x:.1f}" y2="{mt + ph}" stroke="#eee"/>')
+                out.append(f'<text x="{x:.1f}" y="{mt + ph + 14}" text-anchor="middle" class="tk">{_fmt(t)}</text>')
+            else:
+                y = sy(t)
+                out.append(f'<line x1="{ml}" y1="{y:.1f}" x2="{ml + pw}" y2="{y:.1f}" stroke="#eee"/>')
+                out.append(f'<text x="{ml - 4}" y="{y + 4:.1f}" text-anchor="end" class="tk">{_fmt(t)}</text>')
+    if p.xlabel:
+        out.append(
+            f'<text x="{ml + pw / 2:.1f}" y="{mt + ph + 32}" text-anchor="middle" class="al">{escape(p.xlabel)}</text>'
+        )
+    if p.ylabel:
+        cy = mt + ph / 2
+        out.append(
+            f'<text x="12" y="{cy:.1f}" text-anchor="middle" class="al" transform="rotate(-90 12 {cy:.1f})">'
+            f"{escape(p.ylabel)}</text>"
+        )
+    out.append(f'<clipPath id="c{id(p)}"><rect x="{ml}" y="{mt}" width="{pw}" height="{ph}"/></clipPath>')
+    out.append(f'<g clip-path="url(#c{id(p)})">')
+    for hl in p.hlines:
+        if _ok(hl.y, p.ylog):
+            y = sy(hl.y)
+            out.append(
+                f'<line x1="{ml}" y1="{y:.1f}" x2="{ml + pw}" y2="{y:.1f}" stroke="{hl.color}" '
+                f'stroke-dasharray="5,3" class="target"><title>{escape(hl.label)}</title></line>'
+            )
+    for s in p.series:
+        # band
+        if s.lo is not None and s.hi is not None:
+            pts_hi, pts_lo = [], []
+            for x, lo, hi in zip(s.xs, s.lo, s.hi):
+                if _ok(x, p.xlog) and _ok(lo, p.ylog) and _ok(hi, p.ylog):
+                    pts_hi.append(f"{sx(x):.1f},{sy(hi):.1f}")
+                    pts_lo.append(f"{sx(x):.1f},{sy(lo):.1f}")
+            if len(pts_hi) > 1:
+                poly = " ".join(pts_hi + pts_lo[::-1])
+                out.append(f'<polygon points="{poly}" fill="{s.color}" fill-opacity="0.15" stroke="none"/>')
+        if s.markers:
+            for x, y in zip(s.xs, s.ys):
+                if _ok(x, p.xlog) and _ok(y, p.ylog):
+                    out.append(
+                        f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{s.color}" fill-opacity="0.75">'
+                        f"<title>{escape(s.name)}: {_fmt(x)}, {_fmt(y)}</title></circle>"
+                    )
+            continue
+        # line (broken at missing values)
+        segments: list[list[str]] = [[]]
+        prev_y = None
+        for x, y in zip(s.xs, s.ys):
+            if _ok(x, p.xlog) and _ok(y, p.ylog):
+                if s.step and prev_y is not None and segments[-1]:
+                    segments[-1].append(f"{sx(x):.1f},{sy(prev_y):.1f}")
+                segments[-1].append(f"{sx(x):.1f},{sy(y):.1f}")
+                prev_y = y
+            elif segments[-1]:
+                segments.append([])
+                prev_y = None
+        dash = ' stroke-dasharray="4,2"' if s.dashed else ""
+        for seg in segments:
+            if len(seg) > 1:
+                out.append(
+                    f'<polyline points="{" ".join(seg)}" fill="none" stroke="{s.color}" stroke-width="1.8"{dash}>'
+                    f"<title>{escape(s.name)}</title></polyline>"
+                )
+            elif len(seg) == 1:
+                cx, cy = seg[0].split(",")
+                out.append(
+                    f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{s.color}"><title>{escape(s.name)}</title></circle>'
+                )
+    out.append("</g>")
+    if p.legend and p.series:
+        for i, s in enumerate(p.series):
+            col, row = i % 3, i // 3
+            lx = ml + col * (pw / 3)
+            ly = p.height + 12 + row * 16
+            out.append(f'<rect x="{lx:.1f}" y="{ly - 8:.1f}" width="12" height="3" fill="{s.color}"/>')
+            out.append(f'<text x="{lx + 16:.1f}" y="{ly - 3:.1f}" class="lg">{escape(s.name[:28])}</text>')
+    out.append("</svg>")
+    return "".join(out)

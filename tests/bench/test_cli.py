@@ -1,0 +1,71 @@
+"""The ``optimlab bench`` command line: registration, list, errors, a tiny run + report end to end."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from optimlab.bench import cli
+
+
+def test_register_adds_bench_with_its_subcommands():
+    parser = argparse.ArgumentParser(prog="optimlab")
+    cli.register(parser.add_subparsers(dest="command"))
+    for argv in (["bench", "list"], ["bench", "run", "--optimizers", "adamw"], ["bench", "report"]):
+        args = parser.parse_args(argv)
+        assert callable(args.func)
+    args = parser.parse_args(["bench", "step-cost", "--optimizers", "adamw,sgd", "--steps", "5"])
+    assert args.steps == 5 and callable(args.func)
+
+
+@pytest.mark.parametrize("what", ["workloads", "optimizers", "suites", "libraries"])
+def test_list(what, capsys):
+    assert cli.main(["list", what]) == 0
+    out = capsys.readouterr().out
+    assert {"workloads": "charlm_gpt", "optimizers": "adamw", "suites": "core", "libraries": "torch"}[what] in out
+
+
+def test_unknown_optimizer_fails_clearly(tmp_path, capsys):
+    rc = cli.main(["run", "--suite", "smoke", "--optimizers", "adamw,lionnn", "--results", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "unknown optimizer 'lionnn'" in err and "adamw" in err
+    rc = cli.main(["run", "--suite", "smoke", "--optimizers", "nolib:Foo", "--results", str(tmp_path)])
+    assert rc == 2 and "unknown optimizer library 'nolib'" in capsys.readouterr().err
+    rc = cli.main(["run", "--suite", "smoke", "--optimizers", "torch:NoSuch", "--results", str(tmp_path)])
+    assert rc == 2 and "no optimizer class 'NoSuch'" in capsys.readouterr().err
+    rc = cli.main(["run", "--suite", "nope", "--optimizers", "adamw", "--results", str(tmp_path)])
+    assert rc == 2 and "unknown suite" in capsys.readouterr().err
+
+
+def test_run_then_report_end_to_end(tmp_path, capsys):
+    common = ["--suite", "smoke", "--results", str(tmp_path), "--no-progress", "--threads", "1"]
+    sel = ["--optimizers", "adamw,torch:SGD", "--workloads", "quad_noisy,grok_modadd", "--hparams", '{"lr": 0.01}']
+    assert cli.main(["run", *common, *sel, "--seeds", "1"]) == 0
+    assert "4 runs planned, 0 already in the store, 4 ran" in capsys.readouterr().out
+    assert cli.main(["run", *common, *sel, "--seeds", "1", "--dry-run"]) == 0
+    assert "4 runs planned, 4 already" in capsys.readouterr().out
+    assert cli.main(["report", "--suite", "smoke", "--results", str(tmp_path), "--bootstrap", "20"]) == 0
+    assert (tmp_path / "report.html").exists() and (tmp_path / "LEADERBOARD.md").exists()
+    md = (tmp_path / "LEADERBOARD.md").read_text()
+    assert "torch:SGD" in md and "| torch |" in md  # each row marks its library
+    assert cli.main(["export", "--results", str(tmp_path), "--out", str(tmp_path / "long.csv")]) == 0
+    assert (tmp_path / "long.csv").read_text().count("\n") > 4
+
+
+def test_calibrate_smoke(tmp_path, capsys):
+    out = tmp_path / "proposals.json"
+    argv = ["calibrate", "--suite", "smoke", "--workloads", "quad_noisy,cnn1d_mnist1d", "--trials", "2", "--seeds", "2"]
+    argv += ["--budget", "5", "--results", str(tmp_path), "--no-progress", "--threads", "1", "--out", str(out)]
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "quad_noisy" in text and "cnn1d_mnist1d" in text
+    import json
+
+    proposals = json.loads(out.read_text())
+    assert proposals["quad_noisy"]["kind"] == "precision" and proposals["quad_noisy"]["target"] == 1e-3
+    cnn = proposals["cnn1d_mnist1d"]
+    assert cnn["kind"] == "calibrated" and cnn["hit_fraction_by_hint"] >= 0.5  # 1 of 2 seeds at least
+    assert cnn["step_hint"] == 12 and cnn["max_steps"] == 20  # smoke: 4 steps × 5, hint = max / 1.5
+    for p in proposals.values():
+        assert p["optimizer"] in ("adamw", "sgd_nesterov") and len(p["per_seed_by_hint"]) == 2

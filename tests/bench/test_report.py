@@ -1,0 +1,101 @@
+"""The report: one self-contained HTML file that loads in headless Chromium without console errors and shows the
+leaderboard and the plots; plus the Markdown leaderboard, the JSON summary and the long-format export."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from optimlab.bench import adapters, report, stepcost, store, sweep, tuning
+from optimlab.bench import workloads as W
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+WORKLOADS = ["quad_noisy", "rosenbrock50", "deep_matfac"]
+
+
+@pytest.fixture(scope="module")
+def filled_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("report")
+    rs = store.ResultStore(f"sqlite:///{path / 'bench.sqlite3'}")
+    version, smoke, _ = W.suite("smoke")
+    wls = [W.get(w) for w in WORKLOADS]
+    handles = adapters.resolve_many("adamw,sgd")
+    cells = tuning.plan_defaults(version, wls, handles, seeds=2, smoke=smoke, budget_factor=10)
+    cells += tuning.plan_quasirandom(version, wls, handles, trials=2, studies=1, smoke=smoke, budget_factor=10)
+    sweep.run_cells(rs, cells, threads=1, progress=False)
+    stepcost.run_step_costs(rs, version, wls, handles, warmup=1, steps=3, repeats=1, smoke=True, progress=False)
+    return rs, version, path
+
+
+def test_summary_and_markdown(filled_store):
+    rs, version, path = filled_store
+    summary = report.build(rs, suite=version, n_boot=50)
+    assert set(summary["rulesets"]) == {"defaults", "tuned"}
+    assert summary["cost_machine"] and len(summary["costs"]) == 6
+    d = summary["rulesets"]["defaults"]
+    assert d["algorithms"] == ["adamw", "sgd"] and d["workloads"] == sorted(WORKLOADS)
+    assert all(src == "step-cost table" for row in d["cost_source"].values() for src in row.values())
+    assert d["stats"]["adamw"]["runs"] == 6
+    md = report.render_markdown(summary)
+    assert "| 1 |" in md and "adamw" in md and "sgd" in md and "`defaults`" in md
+    report.write_json(summary, str(path / "summary.json"))
+    assert json.loads((path / "summary.json").read_text())["suite"] == version
+    out = io.StringIO()
+    n = report.export_long(rs, out, fmt="csv", suite=version)
+    lines = out.getvalue().splitlines()
+    assert n == len(lines) - 1 > 0 and lines[0].startswith("suite,ruleset,workload")
+    assert "p_lr" in lines[0]
+
+
+def test_html_is_self_contained(filled_store):
+    rs, version, _ = filled_store
+    html = report.render_html(report.build(rs, suite=version, n_boot=50))
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)  # nothing fetched
+    assert "<script src" not in html and "<link" not in html
+    assert html.count("<svg") >= 2 * (3 + len(WORKLOADS))  # 3 profiles + one curve panel per workload, per ruleset
+    assert 'id="leaderboard-table-defaults"' in html and 'id="leaderboard-table-tuned"' in html
+    assert "Environment and provenance" in html and "Memory" in html
+
+
+def _chromium(path) -> tuple[str, list[str]]:
+    proc = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-extensions",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+            f"file://{path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    return proc.stdout, console
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian: apt-get install -y chromium)")
+def test_report_in_headless_chromium(filled_store, tmp_path):
+    # the detector itself works: a page with an error is caught
+    bad = tmp_path / "bad.html"
+    bad.write_text("<html><body><script>console.error('x'); notDefined();</script></body></html>")
+    _, console = _chromium(bad)
+    assert console, "chromium console errors are not being captured"
+
+    rs, version, _ = filled_store
+    page = tmp_path / "report.html"
+    report.write_html(report.build(rs, suite=version, n_boot=50), str(page))
+    dom, console = _chromium(page)
+    assert console == [], console
+    assert 'data-ready="1"' in dom  # the page's script ran to completion
+    assert 'id="leaderboard-table-defaults"' in dom and '<td class="l">adamw</td>' in dom
+    assert dom.count("<svg") >= 2 * (3 + len(WORKLOADS)) and "<polyline" in dom

@@ -1,0 +1,204 @@
+"""The scorer on hand-made tables: ∞ handling, ties, the r_max cut-off, medians of study minima, bootstrap,
+win rates, speedups and the Mann–Whitney test."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from optimlab.bench import scoring as S
+
+INF = math.inf
+
+
+def test_median_with_infinity():
+    assert S.median([1.0, 2.0, INF]) == 2.0
+    assert S.median([1.0, INF]) == INF  # even length: the mean of the middle two, ∞ if one is ∞
+    assert S.median([1.0, 3.0]) == 2.0
+    assert S.median([INF, INF, 5.0]) == INF
+    assert S.median([]) == INF
+
+
+def test_workload_time_is_median_over_groups_of_group_minimum():
+    assert S.workload_time([[5.0, INF], [3.0, 4.0], [INF, INF]]) == 5.0
+    assert S.workload_time([[7.0], [INF], [9.0]]) == 9.0  # defaults: one value per seed
+    assert S.workload_time([[INF], [INF], [9.0]]) == INF  # solved by a minority of seeds: not solved
+    assert S.workload_time([]) == INF
+
+
+def test_profile_ratios_ties_and_unsolved_workloads():
+    times = {"a": {"w1": 10.0, "w2": INF, "w3": INF}, "b": {"w1": 20.0, "w2": 5.0, "w3": INF}, "c": {"w1": 10.0}}
+    r = S.profile_ratios(times)
+    assert r["a"] == {"w1": 1.0, "w2": INF, "w3": INF}
+    assert r["b"] == {"w1": 2.0, "w2": 1.0, "w3": INF}
+    assert r["c"] == {"w1": 1.0, "w2": INF, "w3": INF}  # tie with a: both ratio 1; a missing cell is ∞
+
+
+def test_profile_score_integral_and_cutoff():
+    # contributions (r_max − r)/(r_max − 1): 1 → 1, 2.5 → 0.5, 4 → 0, 5 → 0 (cut off), ∞ → 0
+    assert S.profile_score({"w1": 1.0, "w2": 2.5, "w3": 4.0, "w4": INF}) == pytest.approx(1.5 / 4)
+    assert S.profile_score({"w1": 5.0}) == 0.0
+    assert S.profile_score({"w1": 3.999}) == pytest.approx(0.001 / 3)
+    assert S.profile_score({"w1": 1.0}, r_max=2.0) == 1.0
+    assert S.profile_score({}) == 0.0
+    # numerical check of the closed form against a fine Riemann sum of ρ(τ)
+    ratios = {"a": 1.0, "b": 1.7, "c": 3.2, "d": INF}
+    taus = [1 + 3 * (i + 0.5) / 30000 for i in range(30000)]
+    riemann = sum(sum(r <= t for r in ratios.values()) / 4 for t in taus) / 30000
+    assert S.profile_score(ratios) == pytest.approx(riemann, abs=1e-4)
+
+
+def test_profile_scores_all_tied_and_all_missed():
+    assert S.profile_scores({"a": {"w": 3.0}, "b": {"w": 3.0}}) == {"a": 1.0, "b": 1.0}
+    assert S.profile_scores({"a": {"w": INF}, "b": {"w": INF}}) == {"a": 0.0, "b": 0.0}
+
+
+def test_profile_curve_is_a_step_function():
+    pts = S.profile_curve({"w1": 1.0, "w2": 2.0, "w3": INF, "w4": 9.0})
+    assert pts[0] == (1.0, 0.25) and (2.0, 0.5) in pts and pts[-1] == (4.0, 0.5)
+
+
+def test_win_rates_with_ties():
+    times = {"a": {"w1": 1.0, "w2": INF, "w3": 2.0}, "b": {"w1": 2.0, "w2": INF, "w3": 2.0}}
+    w = S.win_rates(times)
+    assert w["a"]["b"] == pytest.approx((1 + 0.5 + 0.5) / 3)
+    assert w["b"]["a"] == pytest.approx((0 + 0.5 + 0.5) / 3)
+    assert w["a"]["b"] + w["b"]["a"] == pytest.approx(1.0)
+
+
+def test_geomean_speedup_counts_a_miss_as_its_cap():
+    times = {"adamw": {"w1": 100.0, "w2": 400.0}, "x": {"w1": 50.0, "w2": INF}}
+    caps = {"adamw": {"w1": 1001.0, "w2": 1001.0}, "x": {"w1": 1001.0, "w2": 1001.0}}
+    sp = S.geomean_speedup(times, "adamw", caps)
+    assert sp["adamw"] == pytest.approx(1.0)
+    assert sp["x"] == pytest.approx(math.sqrt((100 / 50) * (400 / 1001)))
+    assert S.geomean_speedup(times, "missing", caps) == {}
+
+
+def test_bootstrap_is_deterministic_and_brackets_clear_cases():
+    runs = {
+        "fast": {"w1": [[1.0], [1.0], [1.0]], "w2": [[2.0], [2.0], [2.0]]},
+        "slow": {"w1": [[10.0], [10.0], [10.0]], "w2": [[INF], [INF], [INF]]},
+    }
+    ci1 = S.bootstrap_scores(runs, n_boot=200, seed=1)
+    ci2 = S.bootstrap_scores(runs, n_boot=200, seed=1)
+    assert ci1 == ci2
+    assert ci1["fast"] == (1.0, 1.0) and ci1["slow"] == (0.0, 0.0)
+    noisy = {
+        "a": {"w1": [[1.0], [3.0], [1.0]], "w2": [[1.0], [1.0], [1.0]]},
+        "b": {"w1": [[2.0]] * 3, "w2": [[2.0]] * 3},
+    }
+    lo, hi = S.bootstrap_scores(noisy, n_boot=300)["a"]
+    point = S.profile_scores({"a": {"w1": 1.0, "w2": 1.0}, "b": {"w1": 2.0, "w2": 2.0}})["a"]
+    assert lo <= point <= hi and lo < hi
+
+
+def test_mann_whitney_one_sided():
+    assert S.mann_whitney_less([1, 2, 3, 4], [10, 11, 12, 13]) < 0.05
+    assert S.mann_whitney_less([10, 11, 12, 13], [1, 2, 3, 4]) > 0.95
+    assert S.mann_whitney_less([1, 2, 3, 4], [1, 2, 3, 4]) == pytest.approx(0.5, abs=0.2)
+    assert S.mann_whitney_less([1.0, 2.0, 3.0], [INF, INF, INF]) < 0.1  # ∞ ranks last
+    assert math.isnan(S.mann_whitney_less([INF, INF], [INF, INF]))
+    assert math.isnan(S.mann_whitney_less([], [1.0]))
+
+
+def _rec(alg, wl, seed, status, s=None, grads=None, hvps=0, steps=100, train_time=1.0, ruleset="defaults", **kw):
+    return {
+        "suite": "t",
+        "ruleset": ruleset,
+        "workload": wl,
+        "algorithm": alg,
+        "library": "optimlab",
+        "seed": seed,
+        "study": kw.get("study"),
+        "trial": kw.get("trial"),
+        "status": status,
+        "steps_to_target": s,
+        "grad_evals_to_target": grads if grads is not None else s,
+        "hvp_evals_to_target": hvps if s is not None else None,
+        "steps": steps if s is None else s,
+        "grad_evals": (grads or steps) if s is None else (grads or s),
+        "hvp_evals": hvps,
+        "train_time": train_time,
+        "max_steps": 100,
+        "state_bytes": 8,
+        "param_bytes": 4,
+        "peak_rss_bytes": 10,
+        "key": f"{alg}{wl}{seed}{kw.get('study')}{kw.get('trial')}",
+        "trial_id": kw.get("trial_id", 0),
+    }
+
+
+def test_score_end_to_end_on_a_hand_made_table():
+    recs = [
+        _rec("adamw", "w1", 0, "hit", 40),
+        _rec("adamw", "w1", 1, "hit", 60),
+        _rec("adamw", "w1", 2, "miss"),
+        _rec("adamw", "w2", 0, "hit", 10),
+        _rec("adamw", "w2", 1, "hit", 10),
+        _rec("adamw", "w2", 2, "hit", 30),
+        _rec("sam", "w1", 0, "hit", 20, grads=40),
+        _rec("sam", "w1", 1, "hit", 20, grads=40),
+        _rec("sam", "w1", 2, "diverged"),
+        _rec("sam", "w2", 0, "error"),
+        _rec("sam", "w2", 1, "miss"),
+        _rec("sam", "w2", 2, "miss"),
+        # an older run of the same cell is replaced by the newer one
+        {**_rec("sam", "w2", 2, "hit", 1), "trial_id": -1},
+    ]
+    costs = {("adamw", "w1"): 0.01, ("adamw", "w2"): 0.01, ("sam", "w1"): 0.02}
+    out = S.score(recs, ruleset="defaults", costs=costs, n_boot=50)
+    t = out["clocks"]
+    assert t["S"]["times"]["adamw"] == {"w1": 60.0, "w2": 10.0}
+    assert t["S"]["times"]["sam"] == {"w1": 20.0, "w2": None}  # None = ∞ in JSON
+    assert t["G"]["times"]["sam"]["w1"] == 40.0  # two gradients per step
+    assert t["T"]["times"]["sam"]["w1"] == pytest.approx(0.4)  # 20 steps × 0.02 s
+    assert t["T"]["times"]["adamw"]["w1"] == pytest.approx(0.6)
+    assert out["cost_source"]["sam"]["w2"].startswith("measured")  # not in the cost table: the runs' own timing
+    # S: sam wins w1 (ratio 1), adamw r = 3 there and wins w2
+    assert t["S"]["scores"]["sam"] == pytest.approx(0.5)
+    assert t["S"]["scores"]["adamw"] == pytest.approx((1 + (4 - 3) / 3) / 2)
+    # G: a tie on w1 (40 vs 60 → sam ratio 1, adamw 1.5)
+    assert t["G"]["ratios"]["adamw"]["w1"] == pytest.approx(1.5)
+    assert out["stats"]["sam"]["failure_rate"] == pytest.approx(2 / 6)
+    assert out["stats"]["adamw"]["hit_rate"] == pytest.approx(5 / 6)
+    assert out["memory"]["adamw"]["w1"]["state_bytes"] == 8
+    assert t["S"]["winrate"]["sam"]["adamw"] == pytest.approx(0.5)
+    assert t["S"]["speedup"]["adamw"] == pytest.approx(1.0)
+    assert "w1" in out["tests_vs_baseline"]["sam"]
+    assert len(out["errors"]) == 1
+
+
+def test_score_tuned_uses_median_of_study_minima():
+    recs = []
+    # 3 studies × 2 trials; study minima 30, 50, ∞ → median 50
+    for study, values in enumerate([(30, None), (None, 50), (None, None)]):
+        for trial, v in enumerate(values):
+            recs.append(_rec("x", "w", study, "hit" if v else "miss", v, ruleset="tuned", study=study, trial=trial))
+    out = S.score(recs, ruleset="tuned", n_boot=0)
+    assert out["clocks"]["S"]["times"]["x"]["w"] == 50.0
+
+
+def test_tuning_budget_curve():
+    assert S.hit_probability_after(1, 4, 1) == pytest.approx(0.25)
+    assert S.hit_probability_after(2, 4, 1) == pytest.approx(0.5)
+    assert S.hit_probability_after(4, 4, 1) == 1.0
+    assert S.hit_probability_after(3, 4, 0) == 0.0
+    assert S.hit_probability_after(2, 3, 2) == 1.0  # only one miss: two draws always include a hit
+    curve = S.tuning_budget_curve({"w1": (4, 1), "w2": (4, 4)}, 4)
+    assert curve == pytest.approx([0.625, 0.75, 0.875, 1.0])
+    assert S.tuning_budget_curve({}, 3) == []
+
+
+def test_calibration_helpers():
+    from optimlab.bench import calibration as C
+    from optimlab.bench import workloads as W
+
+    assert C._round_sig(0.8567, 2, up=False) == 0.85 and C._round_sig(2.0931, 2, up=True) == 2.1
+    assert C._round_sig(3.1e-7, 2, up=True) == 3.1e-7
+    w = W.get("mlp_mnist1d")
+    rec = {"curve": {"step": [0, 100, 200, 300], "metric": [0.1, 0.5, 0.8, 0.9]}}
+    assert C.best_by(rec, w, 200) == 0.8 and C.first_hit(rec, w, 0.75) == 200 and C.first_hit(rec, w, 0.95) == INF
+    assert C.step_hint_for(w) == w.budget.max_steps * 2 // 3 // w.budget.eval_every * w.budget.eval_every
+    assert C.target_kind(W.get("rosenbrock50")) == "precision" and C.target_kind(w) == "calibrated"

@@ -1,0 +1,132 @@
+"""Every workload runs a few smoke steps with every registered algorithm (closure/HVP ones included), and the
+workloads' data and model definitions are fixed and deterministic."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import optimlab
+from optimlab.bench import adapters, runner
+from optimlab.bench import workloads as W
+
+from ._toys import ToyHutchinson, ToySAM, handle
+
+WORKLOADS = [w.id for w in W.all_workloads()]
+
+
+def _check(result: runner.TrialResult, workload_id: str) -> None:
+    assert result.status in ("hit", "miss", "diverged"), result.error
+    assert result.steps >= 1
+    curve = result.curve
+    n = len(curve["step"])
+    assert n >= 2 and all(len(v) == n for v in curve.values())
+    assert curve["step"][0] == 0 and curve["step"] == sorted(curve["step"])
+    assert result.grad_evals >= result.steps
+    assert result.train_time > 0
+    assert result.param_bytes > 0
+    if result.status != "diverged":
+        assert math.isfinite(result.final_metric)
+
+
+@pytest.mark.parametrize("algorithm", optimlab.available())
+@pytest.mark.parametrize("workload", WORKLOADS)
+def test_smoke_every_algorithm_on_every_workload(workload, algorithm):
+    result = runner.run_trial(runner.TrialSpec(algorithm, workload, seed=0, smoke=True))
+    _check(result, workload)
+    assert result.state_bytes >= 0
+
+
+@pytest.mark.parametrize("workload", WORKLOADS)
+def test_closure_and_hvp_paths(workload):
+    sam = runner.run_trial(runner.TrialSpec("toy_sam", workload, smoke=True), handle=handle(ToySAM, "toy_sam"))
+    _check(sam, workload)
+    assert sam.grad_evals == 2 * sam.steps  # two closure calls per step, each counted
+    hut = runner.run_trial(runner.TrialSpec("toy_hvp", workload, smoke=True), handle=handle(ToyHutchinson, "toy_hvp"))
+    _check(hut, workload)
+    assert hut.grad_evals == hut.steps
+    assert hut.hvp_evals == hut.steps  # one torch.autograd.grad call per step, counted; the closure's are not
+
+
+def test_foreign_closure_optimizer_counts_every_evaluation():
+    result = runner.run_trial(runner.TrialSpec("torch:LBFGS", "rosenbrock50", smoke=True, hparams={"lr": 0.5}))
+    _check(result, "rosenbrock50")
+    assert adapters.resolve("torch:LBFGS").requires_closure
+    assert result.grad_evals > result.steps  # L-BFGS evaluates several times per step
+
+
+def test_runs_are_deterministic_given_the_seed():
+    a = runner.run_trial(runner.TrialSpec("adamw", "mlp_mnist1d", seed=3, smoke=True))
+    b = runner.run_trial(runner.TrialSpec("adamw", "mlp_mnist1d", seed=3, smoke=True))
+    c = runner.run_trial(runner.TrialSpec("adamw", "mlp_mnist1d", seed=4, smoke=True))
+    assert a.curve["metric"] == b.curve["metric"] and a.curve["train_loss"] == b.curve["train_loss"]
+    assert a.curve["train_loss"] != c.curve["train_loss"]
+
+
+def test_workload_contract():
+    ids = set()
+    for w in W.all_workloads():
+        assert w.id not in ids
+        ids.add(w.id)
+        b = w.budget
+        assert 0 < b.step_hint <= b.max_steps and 0 < b.eval_every <= b.max_steps
+        assert 20 <= b.max_steps // b.eval_every <= 60, w.id  # about 25–50 evaluations per run
+        assert w.smoke_budget.max_steps <= 10
+        d = w.describe()
+        assert {"id", "metric", "target", "step_hint", "max_steps"} <= set(d)
+        assert len(w.code_hash()) == 16 and len(w.data_hash(smoke=True)) == 16
+        task = w.build(0, smoke=True)
+        kinds = {k for _, _, k in task.typed_parameters()}
+        assert kinds <= set(W.PARAM_TYPES), (w.id, kinds)
+    assert len(ids) == 12
+
+
+def test_param_types_cover_the_interesting_shapes():
+    kinds = {k for w in W.all_workloads() for _, _, k in w.build(0, smoke=True).typed_parameters()}
+    assert kinds == set(W.PARAM_TYPES)
+
+
+def test_data_are_fixed():
+    from optimlab.bench.workloads import charlm, mnist1d
+
+    text = charlm.load_text()
+    assert len(text) > 250_000 and len(set(text)) == 102
+    a = mnist1d.make_mnist1d(500, 0)
+    assert a["x"].shape == (400, 40) and a["x_test"].shape == (100, 40)
+    assert abs(float(torch.cat([a["x"], a["x_test"]]).std()) - 1.0) < 1e-3
+    assert W.get("cnn1d_mnist1d").data_hash() == W.get("cnn1d_mnist1d").data_hash()
+
+
+def test_charlm_text_checksum_is_enforced(monkeypatch):
+    from optimlab.bench.workloads import charlm
+
+    charlm.load_text.cache_clear()
+    monkeypatch.setattr(charlm, "TEXT_SHA256", "0" * 64)
+    with pytest.raises(RuntimeError, match="sha256"):
+        charlm.load_text()
+    charlm.load_text.cache_clear()
+
+
+def test_divergence_ends_the_run_early():
+    result = runner.run_trial(runner.TrialSpec("sgd", "rosenbrock50", hparams={"lr": 10.0}, budget_factor=0.01))
+    assert result.status == "diverged"
+    assert result.steps < result.max_steps
+
+
+def test_errors_are_recorded_not_raised():
+    result = runner.run_trial(runner.TrialSpec("adamw", "quad_noisy", smoke=True, hparams={"lr": -1.0}))
+    assert result.status == "error" and "lr" in result.error
+
+
+def test_schedule():
+    assert runner.lr_factor(0, 100, "cosine", 0.1, 1.0) == pytest.approx(0.1)
+    assert runner.lr_factor(9, 100, "cosine", 0.1, 1.0) == pytest.approx(1.0)
+    assert runner.lr_factor(10, 100, "cosine", 0.1, 1.0) == pytest.approx(1.0)
+    assert runner.lr_factor(55, 100, "cosine", 0.1, 1.0) == pytest.approx(0.5)
+    assert runner.lr_factor(100, 100, "cosine", 0.1, 1.0) == pytest.approx(0.0)
+    assert runner.lr_factor(50, 100, "constant", 0.0, 1.0) == 1.0
+    assert runner.lr_factor(25, 100, "linear", 0.0, 0.5) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        runner.split_hparams({"sched_kind": "nope"})
