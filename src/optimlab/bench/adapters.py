@@ -110,6 +110,11 @@ def _from_registry(name: str, display_id: str) -> AlgorithmHandle:
             f"unknown optimizer {name!r}; registered: {', '.join(R.available())}; "
             f"other libraries: prefix the class name with one of {', '.join(LIBRARIES)} (e.g. torch:AdamW)"
         ) from None
+    if spec.closure_returns_logits:
+        raise ValueError(
+            f"{name}: its closure must return (loss, logits) (Gauss-Newton-Bartlett estimator), which the benchmark "
+            "harness does not provide yet; run it with a logits-free estimator via a registered variant instead"
+        )
     cls_module = sys.modules[spec.cls.__module__]
     sources = [cls_module]
     for extra in ("optimlab.optim._base", "optimlab.optim._kernels"):
