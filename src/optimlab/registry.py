@@ -106,6 +106,8 @@ class AlgorithmSpec:
     requires_closure: bool = False
     #: the closure must call ``loss.backward(create_graph=True)`` (Hessian-vector products)
     requires_hvp: bool = False
+    #: the optimizer keeps (some) state below fp32 on purpose (bf16 / 8-bit states)
+    low_precision_state: bool = False
     #: the closure returns ``(loss, logits)`` at the default settings (Sophia-G's Gauss-Newton-Bartlett estimator)
     closure_returns_logits: bool = False
     dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
