@@ -1,0 +1,64 @@
+"""Executable claims of the seed papers.
+
+A claim = a paper reference, a statement, a small CPU experiment that returns measurements over seeds, and checks
+whose verdict (confirmed / not confirmed / inconclusive) comes from a stated statistical rule applied to those
+measurements (see :mod:`optimlab.claims._stats`). Run them with ``optimlab claims run [--quick] [ids…]`` or::
+
+    from optimlab import claims
+    result = claims.run_claim(claims.get("C16"), quick=True)
+    print(result.status, result.primary.evaluation.detail)
+
+Families (one module each): :mod:`.speed` (optimizer-speed claims), :mod:`.generalization` (SAM, StableMax),
+:mod:`.clipping` (clipping and robust estimators), :mod:`.dynamics` (constraints, edge of stability, Hessian
+spectrum, saddles).
+"""
+
+from ._framework import (
+    CONFIRMED,
+    ERROR,
+    INCONCLUSIVE,
+    NOT_CONFIRMED,
+    PENDING,
+    Check,
+    CheckResult,
+    Claim,
+    ClaimResult,
+    Context,
+    Figure,
+    Measurements,
+    Series,
+    all_claims,
+    evaluate,
+    get,
+    register,
+    run_claim,
+    select,
+)
+from ._stats import AllPass, Evaluation, MeanAbove, Rule, combine
+
+__all__ = [
+    "CONFIRMED",
+    "ERROR",
+    "INCONCLUSIVE",
+    "NOT_CONFIRMED",
+    "PENDING",
+    "AllPass",
+    "Check",
+    "CheckResult",
+    "Claim",
+    "ClaimResult",
+    "Context",
+    "Evaluation",
+    "Figure",
+    "MeanAbove",
+    "Measurements",
+    "Rule",
+    "Series",
+    "all_claims",
+    "combine",
+    "evaluate",
+    "get",
+    "register",
+    "run_claim",
+    "select",
+]
