@@ -466,7 +466,6 @@ _ADAM_TEST = dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1)
 _LION_TEST = dict(lr=1e-2, betas=(0.8, 0.95), weight_decay=0.1)
 _ADAM_CONV = {"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 0.05}}
 _LION_CONV = {"quadratic": {"lr": 0.01, "steps": 2000}, "rosenbrock": {"lr": 3e-3, "steps": 6000}}
-_FP = (torch.float32, torch.float64)
 _8BIT_TEST = dict(block_size=4, min_8bit_size=2)
 
 # state_tensors (the catalogue's "state/param" column): fp32-equivalent parameter-sized tensors for a 1024 × 1024
