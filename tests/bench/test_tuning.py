@@ -45,6 +45,8 @@ def test_search_dimensions_map_and_invert():
 
 def test_registry_search_spaces_are_usable():
     for name in optimlab.available():
+        if optimlab.spec(name).closure_returns_logits:
+            continue  # refused by the harness until it feeds (loss, logits) closures (see test_workloads)
         h = adapters.resolve(name)
         space = tuning.tuning_space(h)
         hp = tuning.to_hparams(space, tuning.from_unit(space, [0.37] * len(space)))
