@@ -134,3 +134,15 @@ def test_schedule():
     assert runner.lr_factor(25, 100, "linear", 0.0, 0.5) == pytest.approx(0.5)
     with pytest.raises(ValueError):
         runner.split_hparams({"sched_kind": "nope"})
+
+
+def test_core_suite_is_frozen():
+    from optimlab.bench import calibration
+
+    version, smoke, wls = W.suite("core")
+    assert version == W.CORE_VERSION == "core-v1" and not smoke
+    assert W.CORE_CALIBRATION["command"] == calibration.CALIBRATION_COMMAND
+    for w in wls:
+        assert not w.provisional, w.id
+        assert w.target_kind in ("precision", "calibrated")
+        assert w.budget.step_hint == calibration.step_hint_for(w), w.id  # max_steps = 1.5 × step_hint

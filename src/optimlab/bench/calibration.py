@@ -10,7 +10,7 @@ suite must run on 2 cores in 30 minutes), and §6.4's rule "max_steps = 1.5 × s
 2. For workloads with a ``calibrated`` target (validation metrics: accuracy, cross-entropy, ...), the
    configuration with the best metric by ``step_hint`` is rerun on ``seeds`` fresh seeds; the target is the
    per-seed best metric by ``step_hint`` that ``hit_fraction`` (90%) of the seeds reach (§6.4's relaxation δ),
-   rounded to two significant digits towards the easy side.
+   rounded to three significant digits towards the easy side.
 3. For workloads with a ``precision`` target (analytic optimum: a suboptimality, a relative error), the target is
    part of the workload's design; the configuration reaching it in the fewest steps is rerun on the seeds, which
    checks that 90% of them reach it within the budget and measures the steps they need.
@@ -34,10 +34,8 @@ from . import adapters, store, sweep, tuning
 from . import workloads as W
 
 TARGET_SETTERS = ("adamw", "sgd_nesterov")
-#: the exact command that produced the frozen targets (kept with the results it explains)
-CALIBRATION_COMMAND = (
-    "optimlab bench calibrate --suite core --optimizers adamw,sgd_nesterov --trials 6 --seeds 3 --budget 1.0 --jobs 2"
-)
+#: the exact command that produced the frozen core-v1 targets (details in ``workloads.CORE_CALIBRATION``)
+CALIBRATION_COMMAND = W.CORE_CALIBRATION["command"]
 #: max_steps = HEADROOM × step_hint (§6.4 step 5)
 HEADROOM = 1.5
 
@@ -57,13 +55,9 @@ CALIBRATION_SPACES: dict[str, dict[str, R.SearchDim]] = {
 }
 
 
-#: workloads whose target is a precision fixed by design (an analytic optimum), not calibrated
-PRECISION_TARGETS = ("quad_noisy", "rosenbrock50", "logreg_illcond", "heavytail_linreg", "deep_matfac")
-
-
 def target_kind(workload: W.Workload) -> str:
     """``precision`` (the target is part of the workload's design) or ``calibrated`` (set by this procedure)."""
-    return getattr(workload, "target_kind", None) or ("precision" if workload.id in PRECISION_TARGETS else "calibrated")
+    return workload.target_kind
 
 
 def step_hint_for(workload: W.Workload, smoke: bool = False, budget_factor: float = 1.0) -> int:
@@ -181,7 +175,7 @@ def calibrate(
                 relaxed = float(np.quantile(by_hint, 1 - hit_fraction, method="lower"))
             else:
                 relaxed = float(np.quantile(by_hint, hit_fraction, method="higher"))
-            target = _round_sig(relaxed, 2, up=not w.higher_is_better) if math.isfinite(relaxed) else w.target
+            target = _round_sig(relaxed, 3, up=not w.higher_is_better) if math.isfinite(relaxed) else w.target
         reach = [first_hit(r, w, target) for r in rs]
         every = w.budget_for(smoke).eval_every
         median_reach = float(np.median(reach))

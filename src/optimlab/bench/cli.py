@@ -160,7 +160,8 @@ def cmd_list(args) -> int:
                 f"{r['id']:18} {r['metric'][:38]:38} {target:>8} {r['batch_size']!s:>6} {r['step_hint']:>6} "
                 f"{r['max_steps']:>6}  {r['stresses']}"
             )
-        print("* provisional target (not yet calibrated, benchmark.md §6.4)")
+        if any(r["provisional"] for r in rows):
+            print("* provisional target (not yet calibrated, benchmark.md §6.4)")
     elif args.what == "optimizers":
         from .. import registry as R
 

@@ -25,7 +25,7 @@ import numpy as np
 from . import scoring, store, svg
 from . import workloads as W
 
-RULESET_ORDER = ("tuned", "defaults")
+RULESET_ORDER = ("tuned", "tuned-tpe", "defaults")
 CLOCK_NAMES = {
     "T": "T — modelled time (S × step cost)",
     "S": "S — steps to target",
@@ -145,7 +145,7 @@ def _curves(records: list[dict[str, Any]], ruleset: str) -> dict[str, dict[str, 
             groups[(r["workload"], r["algorithm"])].append(r)
     out: dict[str, dict[str, Any]] = defaultdict(dict)
     for (w, a), rs in groups.items():
-        if ruleset == "tuned":
+        if ruleset != "defaults":
             best: dict[Any, dict[str, Any]] = {}
             for r in rs:
                 k = r.get("study")

@@ -243,7 +243,7 @@ def run_tpe(
                     extra_space=extra_space,
                     budget_factor=budget_factor,
                 )
-                meta = {**cell.meta, "ruleset": "tuned", "sampler": "tpe"}
+                meta = {**cell.meta, "ruleset": "tuned-tpe", "sampler": "tpe"}
                 if bar is not None:
                     bar.set_description_str(f"{s['w'].id} · {s['h'].id} · study {s['k']} · trial {s['done']}")
                 result = runner.run_trial(cell.spec).to_dict()

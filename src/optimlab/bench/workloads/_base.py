@@ -94,10 +94,16 @@ class Workload:
     #: "log" for error-like metrics spanning decades, "linear" for accuracies
     metric_scale: ClassVar[str] = "log"
     target: ClassVar[float]
-    #: True until the target comes from the calibration procedure (benchmark.md §6.4)
+    #: "calibrated": the target is set by the calibration procedure (validation metrics); "precision": the target
+    #: is a precision fixed by the workload's design (analytic optimum), checked by the calibration
+    target_kind: ClassVar[str] = "calibrated"
+    #: True until the calibration procedure (benchmark.md §6.4, :mod:`optimlab.bench.calibration`) has set or
+    #: checked the target
     provisional: ClassVar[bool] = True
     #: training batch size (None = full batch)
     batch_size: ClassVar[int | None] = None
+    #: step_hint = max_steps / 1.5 (the calibration's reading of benchmark.md §6.4); the LR schedule of a run is
+    #: relative to its own step budget, so step_hint is informative only
     budget: ClassVar[Budget]
     smoke_budget: ClassVar[Budget] = Budget(step_hint=4, max_steps=4, eval_every=2)
     #: a run is ``diverged`` when the mean training loss over an evaluation interval exceeds this multiple of the
@@ -153,6 +159,7 @@ class Workload:
             "metric": self.metric,
             "direction": "max" if self.higher_is_better else "min",
             "target": self.target,
+            "target_kind": self.target_kind,
             "provisional": self.provisional,
             "batch_size": self.batch_size if self.batch_size else "full",
             "step_hint": b.step_hint,

@@ -53,7 +53,8 @@ class AeDigits(Workload):
     metric = "train reconstruction MSE"
     higher_is_better = False
     metric_scale = "log"
-    target = 0.012
+    target = 0.00245
+    provisional = False
     batch_size = 128
     budget = Budget(step_hint=3000, max_steps=4500, eval_every=150)
 

@@ -36,6 +36,8 @@ class HeavyTailLinReg(Workload):
     higher_is_better = False
     metric_scale = "log"
     target = 1e-2
+    target_kind = "precision"
+    provisional = False
     batch_size = 64
     budget = Budget(step_hint=2000, max_steps=3000, eval_every=100)
     # outlier batches multiply the loss by up to ~1e4 by design; only a blow-up far beyond that is divergence

@@ -70,8 +70,10 @@ class LogRegIllCond(Workload):
     higher_is_better = False
     metric_scale = "log"
     target = 1e-3
+    target_kind = "precision"
+    provisional = False
     batch_size = 256
-    budget = Budget(step_hint=10000, max_steps=15000, eval_every=375)
+    budget = Budget(step_hint=9750, max_steps=15000, eval_every=375)
     n, dim = 20_000, 200
 
     def _sizes(self, smoke: bool) -> tuple[int, int]:

@@ -30,11 +30,13 @@ class DeepMatFac(Workload):
     title = "Deep matrix factorization (3 × 64×64)"
     stresses = "matrix-aware optimizers; saddle escape from small init; balancedness"
     data_source = "generated: M = U diag(logspace(0, −3, 64)) Vᵀ, 64×64"
-    model_desc = "W₃W₂W₁, each 64×64, init N(0, 0.01²)"
+    model_desc = "W₃W₂W₁, each 64×64 (~12k parameters), init N(0, 0.01²)"
     metric = "‖W₃W₂W₁ − M‖² / ‖M‖²"
     higher_is_better = False
     metric_scale = "log"
-    target = 1e-4
+    target = 2e-6
+    target_kind = "precision"
+    provisional = False
     batch_size = None
     budget = Budget(step_hint=3000, max_steps=4500, eval_every=150)
     explosion_factor = 1e4

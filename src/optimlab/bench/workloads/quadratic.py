@@ -40,8 +40,10 @@ class QuadNoisy(Workload):
     higher_is_better = False
     metric_scale = "log"
     target = 1e-3
+    target_kind = "precision"
+    provisional = False
     batch_size = 32
-    budget = Budget(step_hint=3000, max_steps=4000, eval_every=100)
+    budget = Budget(step_hint=2600, max_steps=4000, eval_every=100)
     smoke_budget = Budget(step_hint=4, max_steps=4, eval_every=2)
     dim = 100
     noise = 3.0

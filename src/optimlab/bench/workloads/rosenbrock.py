@@ -29,6 +29,8 @@ class Rosenbrock50(Workload):
     higher_is_better = False
     metric_scale = "log"
     target = 1e-6
+    target_kind = "precision"
+    provisional = False
     batch_size = None
     budget = Budget(step_hint=10000, max_steps=15000, eval_every=250)
     explosion_factor = 1e6
