@@ -11,6 +11,14 @@ measurements (see :mod:`optimlab.claims._stats`). Run them with ``optimlab claim
 Families (one module each): :mod:`.speed` (optimizer-speed claims), :mod:`.generalization` (SAM, StableMax),
 :mod:`.clipping` (clipping and robust estimators), :mod:`.dynamics` (constraints, edge of stability, Hessian
 spectrum, saddles).
+
+Adding a claim: in the family's module, write ``experiment(ctx) -> Measurements`` (one value per replicate under
+a name, seeds from ``ctx.seeds``, a seconds-long configuration under ``ctx.quick`` via ``ctx.pick(quick, full)``,
+a :class:`Figure` for the report) and ``register(Claim(...))`` with :class:`Check` s that name those values and a
+rule (:class:`MeanAbove` for effects, :class:`AllPass` for properties). Never decide the verdict in the
+experiment. ``requires=`` lists the registry names it needs (the claim shows as pending until they exist);
+``experiment=None`` registers a claim whose experiment is still to be written. The test suite runs every quick
+configuration twice (sanity and determinism) automatically.
 """
 
 from ._framework import (
