@@ -116,3 +116,47 @@ def test_scalar_hoisting_marks_libm_chains_only_and_keeps_values():
     assert len(hoisted) == 2
     for x, y in zip(eager, compiled):
         assert torch.equal(x, y)
+
+
+@pytest.mark.compile
+def test_compiled_skip_matches_eager_skip_and_counts():
+    """Under compile=True the skip policy runs inside the compiled step: same values and counters as eager."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    runs = {}
+    for compiled in (False, True):
+        good, poisoned = _param([1.0, 2.0]), _param([3.0, 4.0])
+        opt = optimlab.AdamW([good, poisoned], lr=0.1, compile=compiled)
+        for t in range(4):
+            good.grad = torch.tensor([0.5, -0.25 * t])
+            poisoned.grad = torch.tensor([0.1, math.nan if t in (1, 2) else 0.2])
+            opt.step()
+        runs[compiled] = (good, poisoned, opt)
+    (eg, ep, eopt), (cg, cp, copt) = runs[False], runs[True]
+    assert copt.param_groups[0]["nonfinite_skips"] == eopt.param_groups[0]["nonfinite_skips"] == 2
+    assert copt.state[cp]["step"].item() == 2.0 and copt.state[cg]["step"].item() == 4.0
+    for x, y in ((eg, cg), (ep, cp)):
+        torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-7)
+    for key in ("exp_avg", "exp_avg_sq"):
+        torch.testing.assert_close(eopt.state[ep][key], copt.state[cp][key], rtol=1e-6, atol=1e-7)
+    assert torch.isfinite(cp).all() and torch.isfinite(copt.state[cp]["exp_avg_sq"]).all()
+
+
+@pytest.mark.compile
+def test_compiled_muon_keeps_integer_hyperparameters_static_without_graph_breaks():
+    """ns_steps shapes the Newton-Schulz loop: it stays a Python int under compile=True (no graph break)."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(8, 6)) for _ in range(2)]
+    opt = optimlab.create("muon", params, compile=True)
+    for _ in range(2):
+        for p in params:
+            p.grad = torch.randn_like(p)
+        opt.step()
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    assert "ns_steps" in type(opt)._integer_hyperparameters()

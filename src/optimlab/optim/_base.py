@@ -15,7 +15,11 @@ supplies everything else, the same way for every algorithm:
   ``FloatingPointError``; ``"propagate"`` applies the update as torch.optim does;
 * execution: an eager per-tensor loop (measured faster than ``torch._foreach_*`` on CPU), or ``compile=True``,
   which compiles the group loop with hyperparameters passed as 0-d tensors so a changing learning rate does
-  not recompile.
+  not recompile. Integer hyperparameters (rules with ``integer=True``: iteration counts, periods, ranks) stay
+  Python ints: they shape the computation, and changing one recompiles. Under ``compile=True`` the ``"skip"``
+  policy is folded into the compiled step: each tensor's finiteness test and its guarded update
+  (``where(finite, new, old)``) run back to back while the gradient is still in cache, instead of as a
+  separate pass over every gradient before the step.
 """
 
 from __future__ import annotations
@@ -54,6 +58,30 @@ def _apply_group(update: Callable, params, grads, states, steps, hyper: dict[str
         update(p, g, *state, step=step, **hyper)
 
 
+def _apply_group_skipping(update: Callable, params, grads, states, steps, hyper: dict[str, Any]) -> Tensor:
+    """The group loop under ``nonfinite="skip"``, for ``torch.compile``: returns one bool per tensor, whether its
+    gradient was finite; tensors (parameter, state, step counter) of a non-finite one keep their old values.
+
+    Written as update-then-select so that inductor fuses the test's reduction, the update and the selection
+    into per-tensor kernels that read the gradient while it is still in cache (the ``clone``s are not
+    materialised when everything fuses). The test is ``sum(g - g) == 0``: ``g - g`` is 0 for finite entries and
+    NaN for NaN/±Inf, so the sum is exact (no overflow of large finite values) and is a plain vectorised float
+    reduction, measured 2.2x faster than ``isfinite(g).all()`` under inductor on CPU (tests/test_base_step.py
+    checks that the compiler does not fold it away).
+    """
+    finite = []
+    for p, g, state, step in zip(params, grads, states, steps):
+        ok = (g - g).sum() == 0
+        tensors = (p, *state, step)
+        before = [t.clone() for t in tensors]
+        step += 1
+        update(p, g, *state, step=step, **hyper)
+        for t, old in zip(tensors, before):
+            t.copy_(torch.where(ok, t, old))
+        finite.append(ok)
+    return torch.stack(finite)
+
+
 class Optimizer(torch.optim.Optimizer):
     """Base class of every optimlab optimizer (see the module docstring)."""
 
@@ -88,7 +116,7 @@ class Optimizer(torch.optim.Optimizer):
         self.stochastic_rounding = stochastic_rounding
         self.seed = int(seed)
         self.compile = compile
-        self._compiled_apply: Callable | None = None
+        self._compiled_apply: dict[bool, Callable] | None = None
         self._index_of: dict[int, int] | None = None
         super().__init__(params, defaults)
 
@@ -182,7 +210,8 @@ class Optimizer(torch.optim.Optimizer):
             steps.append(state["step"])
         if not params:
             return
-        if self.nonfinite != "propagate":
+        skip_in_graph = self.compile and self.nonfinite == "skip"
+        if self.nonfinite != "propagate" and not skip_in_graph:
             keep = self._finite_mask(grads)
             if not all(keep):
                 if self.nonfinite == "raise":
@@ -198,9 +227,13 @@ class Optimizer(torch.optim.Optimizer):
                     return
         hyper = self.hyper(group)
         if self.compile:
-            hyper = {k: _as_tensor(v) for k, v in hyper.items()}
-            _apply = self._compiled()
-            _apply(self.update, work_params, grads, states, steps, hyper)
+            structural = self._integer_hyperparameters()
+            hyper = {k: v if k in structural else _as_tensor(v) for k, v in hyper.items()}
+            finite = self._compiled(skip_in_graph)(self.update, work_params, grads, states, steps, hyper)
+            if skip_in_graph:
+                skipped = len(params) - int(finite.sum())
+                if skipped:
+                    group["nonfinite_skips"] += skipped
         else:
             update = self.update
             for work_p, grad, state, step in zip(work_params, grads, states, _advance(steps)):
@@ -256,16 +289,29 @@ class Optimizer(torch.optim.Optimizer):
             self._index_of = {id(q): i for i, q in enumerate(q for g in self.param_groups for q in g["params"])}
         return self._index_of[id(p)]
 
-    def _compiled(self) -> Callable:
+    @classmethod
+    def _integer_hyperparameters(cls) -> frozenset[str]:
+        """Names of the hyperparameters whose rule asks for an integer (kept as Python ints when compiled)."""
+        names = cls.__dict__.get("_integer_names")
+        if names is None:
+            names = frozenset(name for name, rule in cls.hyperparameters.items() if getattr(rule, "integer", False))
+            cls._integer_names = names
+        return names
+
+    def _compiled(self, skipping: bool = False) -> Callable:
         if self._compiled_apply is None:
+            self._compiled_apply = {}
+        if skipping not in self._compiled_apply:
             cls = type(self)
-            if "_apply_group_code" not in cls.__dict__:
+            loop = _apply_group_skipping if skipping else _apply_group
+            attr = f"_{loop.__name__}_code"
+            if attr not in cls.__dict__:
                 # dynamo caches compiled graphs per code object, with a small limit; one code object per
                 # optimizer class keeps several algorithms in one process from evicting each other
-                cls._apply_group_code = _apply_group.__code__.replace()
-            fn = types.FunctionType(cls._apply_group_code, _apply_group.__globals__, f"_apply_group_{cls.__name__}")
-            self._compiled_apply = torch.compile(fn, dynamic=False, backend=_inductor_hoisting_scalars)
-        return self._compiled_apply
+                setattr(cls, attr, loop.__code__.replace())
+            fn = types.FunctionType(getattr(cls, attr), loop.__globals__, f"{loop.__name__}_{cls.__name__}")
+            self._compiled_apply[skipping] = torch.compile(fn, dynamic=False, backend=_inductor_hoisting_scalars)
+        return self._compiled_apply[skipping]
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
