@@ -40,15 +40,19 @@ def test_unknown_optimizer_fails_clearly(tmp_path, capsys):
 
 def test_run_then_report_end_to_end(tmp_path, capsys):
     common = ["--suite", "smoke", "--results", str(tmp_path), "--no-progress", "--threads", "1"]
-    sel = ["--optimizers", "adamw,torch:SGD", "--workloads", "quad_noisy,grok_modadd", "--hparams", '{"lr": 0.01}']
+    opts = ["--optimizers", "adamw,torch:SGD,sophia_g"]
+    sel = [*opts, "--workloads", "quad_noisy,grok_modadd", "--hparams", '{"lr": 0.01}']
     assert cli.main(["run", *common, *sel, "--seeds", "1"]) == 0
-    assert "4 runs planned, 0 already in the store, 4 ran" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "5 runs planned, 0 already in the store, 5 ran" in out  # sophia_g on quad_noisy left out:
+    assert "not applicable, left out: sophia_g on quad_noisy" in err  # no logits there
     assert cli.main(["run", *common, *sel, "--seeds", "1", "--dry-run"]) == 0
-    assert "4 runs planned, 4 already" in capsys.readouterr().out
+    assert "5 runs planned, 5 already" in capsys.readouterr().out
     assert cli.main(["report", "--suite", "smoke", "--results", str(tmp_path), "--bootstrap", "20"]) == 0
     assert (tmp_path / "report.html").exists() and (tmp_path / "LEADERBOARD.md").exists()
     md = (tmp_path / "LEADERBOARD.md").read_text()
     assert "torch:SGD" in md and "| torch |" in md  # each row marks its library
+    assert "sophia_g" in md
     assert cli.main(["export", "--results", str(tmp_path), "--out", str(tmp_path / "long.csv")]) == 0
     assert (tmp_path / "long.csv").read_text().count("\n") > 4
 

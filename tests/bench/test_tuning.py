@@ -45,8 +45,6 @@ def test_search_dimensions_map_and_invert():
 
 def test_registry_search_spaces_are_usable():
     for name in optimlab.available():
-        if optimlab.spec(name).closure_returns_logits:
-            continue  # refused by the harness until it feeds (loss, logits) closures (see test_workloads)
         h = adapters.resolve(name)
         space = tuning.tuning_space(h)
         hp = tuning.to_hparams(space, tuning.from_unit(space, [0.37] * len(space)))
@@ -112,3 +110,19 @@ def test_pytorch_optimizer_adapter():
     assert result.status in ("hit", "miss") and result.state_bytes > 0
     opt = adapters.build_optimizer(h, [torch.zeros(2, requires_grad=True)], {"beta1": 0.8})
     assert opt.param_groups[0]["betas"][0] == 0.8
+
+
+def test_plans_leave_out_pairs_that_are_not_applicable():
+    """Sophia-G needs logits: every plan leaves (sophia_g, quad_noisy) out and says why; (sophia_g, grok_modadd)
+    stays."""
+    version, smoke, _ = W.suite("smoke")
+    wl = [W.get("quad_noisy"), W.get("grok_modadd")]
+    hs = adapters.resolve_many("adamw,sophia_g")
+    pairs = lambda cells: {(c.meta["workload"], c.meta["algorithm"]) for c in cells}  # noqa: E731
+    expected = {("quad_noisy", "adamw"), ("grok_modadd", "adamw"), ("grok_modadd", "sophia_g")}
+    assert pairs(tuning.plan_defaults(version, wl, hs, seeds=2, smoke=smoke)) == expected
+    assert len(tuning.plan_defaults(version, wl, hs, seeds=2, smoke=smoke)) == 6
+    assert pairs(tuning.plan_quasirandom(version, wl, hs, trials=2, studies=1, smoke=smoke)) == expected
+    assert tuning.left_out(wl, hs) == {"sophia_g": ["quad_noisy"]}
+    [line] = tuning.left_out_lines(wl, hs)
+    assert line.startswith("not applicable, left out: sophia_g on quad_noisy (sophia_g needs the model's logits")

@@ -6,8 +6,9 @@ Modules (one idea each):
   knows nothing of optimizers) and the ``smoke`` suite of their tiny test configurations;
 * :mod:`~optimlab.bench.adapters` — optimizer ids → constructors: the optimlab registry, ``torch:``, ``po:``
   (pytorch_optimizer), ``heavyball:``, ``schedulefree:``, ``optimi:``, ``bnb:``;
-* :mod:`~optimlab.bench.runner` — one trial: the training loop, closure/HVP support and counting, timing,
-  divergence, status (hit / miss / diverged / error), memory;
+* :mod:`~optimlab.bench.runner` — one trial: the training loop, closure/HVP/logits support and counting, timing,
+  divergence, status (hit / miss / diverged / error), memory; which pairs are not applicable (Sophia-G needs a
+  cross-entropy of logits);
 * :mod:`~optimlab.bench.tuning` — rulesets (``defaults``, ``tuned``), search spaces, Halton points, cache keys;
 * :mod:`~optimlab.bench.sweep` — executing a plan against the store (resumable, kill-safe, progress bars);
 * :mod:`~optimlab.bench.store` — the Optuna RDB results store (SQLite file or any SQLAlchemy URL);

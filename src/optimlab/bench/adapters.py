@@ -10,8 +10,10 @@ An id is ``name`` (an optimlab registry name, e.g. ``adamw``) or ``library:Name`
 
 Each resolves to an :class:`AlgorithmHandle` with the constructor, the defaults the ``defaults`` ruleset uses,
 a tuning search space (the registry record's, or one derived from the constructor's signature for other
-libraries), whether ``step`` needs a closure or Hessian-vector products, the library and its version, and a
-source hash for the results cache. Every result row carries the library, so optimlab's AdamW and
+libraries), whether ``step`` needs a closure, Hessian-vector products or a closure returning ``(loss, logits)``
+(Sophia-G; such an optimizer runs only on workloads whose loss is a cross-entropy of logits, see
+:func:`optimlab.bench.runner.not_applicable`), the library and its version, and a source hash for the results
+cache. Every result row carries the library, so optimlab's AdamW and
 ``torch:AdamW`` can sit side by side on the leaderboard.
 """
 
@@ -55,6 +57,8 @@ class AlgorithmHandle:
     search_space: Mapping[str, R.SearchDim] = field(default_factory=dict)
     requires_closure: bool = False
     requires_hvp: bool = False
+    #: the closure must return ``(loss, logits)`` (registry ``closure_returns_logits``: Sophia-G)
+    requires_logits: bool = False
     source_hash: str = ""
     #: parameter-sized state tensors declared by the registry record (None for other libraries)
     state_tensors: float | None = None
@@ -110,11 +114,6 @@ def _from_registry(name: str, display_id: str) -> AlgorithmHandle:
             f"unknown optimizer {name!r}; registered: {', '.join(R.available())}; "
             f"other libraries: prefix the class name with one of {', '.join(LIBRARIES)} (e.g. torch:AdamW)"
         ) from None
-    if spec.closure_returns_logits:
-        raise ValueError(
-            f"{name}: its closure must return (loss, logits) (Gauss-Newton-Bartlett estimator), which the benchmark "
-            "harness does not provide yet; run it with a logits-free estimator via a registered variant instead"
-        )
     cls_module = sys.modules[spec.cls.__module__]
     sources = [cls_module]
     for extra in ("optimlab.optim._base", "optimlab.optim._kernels"):
@@ -129,6 +128,7 @@ def _from_registry(name: str, display_id: str) -> AlgorithmHandle:
         search_space=dict(spec.search_space),
         requires_closure=bool(spec.requires_closure or getattr(spec.cls, "requires_closure", False)),
         requires_hvp=needs_hvp(spec),
+        requires_logits=needs_logits(spec),
         source_hash=_hash_sources(sources),
         state_tensors=spec.state_tensors,
         typed_groups=True,
@@ -143,6 +143,11 @@ def needs_hvp(spec: Any) -> bool:
             if getattr(obj, attr, False):
                 return True
     return False
+
+
+def needs_logits(spec: Any) -> bool:
+    """Whether the record (or its class) wants a closure returning ``(loss, logits)`` (``closure_returns_logits``)."""
+    return any(getattr(obj, "closure_returns_logits", False) for obj in (spec, getattr(spec, "cls", None)))
 
 
 def _from_library(library: str, name: str, display_id: str) -> AlgorithmHandle:
@@ -171,6 +176,7 @@ def _from_library(library: str, name: str, display_id: str) -> AlgorithmHandle:
         search_space=signature_search_space(signature),
         requires_closure=name in _CLOSURE_CLASSES or bool(getattr(cls, "requires_closure", False)),
         requires_hvp=needs_hvp(cls),
+        requires_logits=needs_logits(cls),
         source_hash=hashlib.sha256((source + version).encode()).hexdigest()[:16],
         state_tensors=None,
         typed_groups=False,

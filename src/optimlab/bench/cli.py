@@ -141,6 +141,14 @@ def _suite(args):
     return version, smoke, wls
 
 
+def _print_left_out(wls, handles) -> None:
+    """Say which (optimizer, workload) pairs the plan leaves out because the optimizer is not applicable."""
+    from . import tuning
+
+    for line in tuning.left_out_lines(wls, handles):
+        print(line, file=sys.stderr)
+
+
 def _fail(message: str) -> int:
     print(f"optimlab bench: error: {message}", file=sys.stderr)
     return 2
@@ -153,21 +161,30 @@ def cmd_list(args) -> int:
 
     if args.what == "workloads":
         rows = [w.describe() for w in W.all_workloads()]
-        print(f"{'id':18} {'metric':38} {'target':>8} {'batch':>6} {'hint':>6} {'max':>6}  stresses")
+        print(f"{'id':18} {'metric':38} {'target':>8} {'batch':>6} {'hint':>6} {'max':>6} {'logits':>6}  stresses")
         for r in rows:
             target = f"{'≥' if r['direction'] == 'max' else '≤'}{r['target']:g}" + ("*" if r["provisional"] else "")
             print(
                 f"{r['id']:18} {r['metric'][:38]:38} {target:>8} {r['batch_size']!s:>6} {r['step_hint']:>6} "
-                f"{r['max_steps']:>6}  {r['stresses']}"
+                f"{r['max_steps']:>6} {'yes' if r['logits'] else '-':>6}  {r['stresses']}"
             )
         if any(r["provisional"] for r in rows):
             print("* provisional target (not yet calibrated, benchmark.md §6.4)")
+        print("logits: the loss is a cross-entropy of logits; optimizers flagged 'logits' run only on these")
     elif args.what == "optimizers":
         from .. import registry as R
 
         for s in R.specs():
-            flags = ",".join(f for f, on in (("closure", s.requires_closure), ("hvp", adapters.needs_hvp(s))) if on)
-            print(f"{s.name:16} {s.family:12} {flags:12} {s.summary}")
+            flags = ",".join(
+                f
+                for f, on in (
+                    ("closure", s.requires_closure),
+                    ("hvp", adapters.needs_hvp(s)),
+                    ("logits", adapters.needs_logits(s)),
+                )
+                if on
+            )
+            print(f"{s.name:16} {s.family:12} {flags:15} {s.summary}")
         libs = adapters.available_libraries()
         others = ", ".join(f"{k}:" for k, v in libs.items() if v and k != "optimlab")
         print(f"\nother installed libraries (use prefix:ClassName): {others or 'none'}")
@@ -200,6 +217,7 @@ def cmd_run(args) -> int:
         return _fail(str(exc.args[0]) if exc.args else str(exc))
     result_store = _store(args)
     progress = not args.no_progress
+    _print_left_out(wls, handles)
     if args.budget is None:
         args.budget = DEFAULTS_BUDGET if args.ruleset == "defaults" else 1.0
     if args.ruleset == "defaults":
@@ -270,6 +288,7 @@ def cmd_step_cost(args) -> int:
     except (ValueError, KeyError) as exc:
         return _fail(str(exc.args[0]) if exc.args else str(exc))
     result_store = _store(args)
+    _print_left_out(wls, handles)
     table = stepcost.run_step_costs(
         result_store,
         version,
@@ -320,6 +339,7 @@ def cmd_calibrate(args) -> int:
         version, smoke, wls = _suite(args)
     except (ValueError, KeyError) as exc:
         return _fail(str(exc.args[0]) if exc.args else str(exc))
+    _print_left_out(wls, handles)
     proposals = calibration.calibrate(
         _store(args),
         version,

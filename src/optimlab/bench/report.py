@@ -537,7 +537,18 @@ def render_html(summary: Mapping[str, Any]) -> str:
             parts.append(_table(["optimizer", "workload", "seed", "error"], rows, left=4))
     # workloads
     parts.append("<h2 id='workloads'>Workloads</h2>")
-    headers = ["id", "metric", "target", "batch", "step hint", "max steps", "code hash", "data hash", "stresses"]
+    headers = [
+        "id",
+        "metric",
+        "target",
+        "batch",
+        "step hint",
+        "max steps",
+        "logits",
+        "code hash",
+        "data hash",
+        "stresses",
+    ]
     rows = []
     for w in summary["workloads"]:
         direction = "≥" if w.get("direction") == "max" else "≤"
@@ -550,12 +561,18 @@ def render_html(summary: Mapping[str, Any]) -> str:
                 str(w.get("batch_size", "")),
                 (str(w.get("step_hint", "")), w.get("step_hint", 0)),
                 (str(w.get("max_steps_run") or w.get("max_steps", "")), w.get("max_steps_run") or 0),
+                "yes" if w.get("logits") else "—",
                 ", ".join(w.get("code_hash", [])),
                 ", ".join(w.get("data_hash", [])),
                 w.get("stresses", ""),
             ]
         )
     parts.append(_table(headers, rows, left=3))
+    parts.append(
+        "<p class='note'>logits: the loss is a cross-entropy of the model's logits. Optimizers whose closure must "
+        "return (loss, logits) (Sophia-G) run only on these workloads; elsewhere they are not applicable, are not "
+        "run, and count as a miss in the profiles.</p>"
+    )
     # environment
     parts.append("<h2 id='environment'>Environment and provenance</h2>")
     keys = ["git", "python", "torch", "numpy", "optuna", "cpu", "cpu_count", "threads", "device", "machine", "host"]

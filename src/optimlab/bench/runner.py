@@ -9,6 +9,18 @@ The runner owns the training loop, so that every optimizer sees the same harness
 * Hessian-vector-product support for optimizers that ask for it (``requires_hvp``): backward runs with
   ``create_graph=True``, and every ``torch.autograd.grad`` call the optimizer makes inside ``step`` counts as one
   HVP evaluation;
+* logits for optimizers whose closure must return ``(loss, logits)`` (``requires_logits``, the registry's
+  ``closure_returns_logits``: Sophia-G's Gauss–Newton–Bartlett estimator). On workloads whose loss is the
+  cross-entropy of the model's logits (``Workload.provides_logits``) the closure returns the logits of the same
+  forward pass (shape ``(..., num_classes)``, no mask: every position counts) and keeps their graph on the steps
+  where the optimizer's ``refresh_due()`` says it will use them (every step if it has no such method). The
+  optimizer's own backward through them (the sampled-label gradient, a ``torch.autograd.grad`` call inside
+  ``step``) counts as one gradient evaluation, so Sophia-G with ``update_period`` k uses 1 + 1/k gradient
+  evaluations per step. On any other workload such an optimizer is **not applicable** (:func:`not_applicable`):
+  the sweep plans (:mod:`~optimlab.bench.tuning`, TPE, step costs, calibration) leave the pair out and the CLI
+  prints the pairs left out and why; a trial run directly on such a pair ends at once with status ``error`` and
+  the message ``not applicable: …`` (no training). In scoring a left-out pair counts like a miss (AlgoPerf: a
+  method is ranked on every workload of the suite);
 * ``optimizer.train()``/``optimizer.eval()`` around evaluations for optimizers that have them (schedule-free);
   that switch counts as training time;
 * train-only wall time (batch, forward, backward, step, schedule; evaluation excluded), evaluation every
@@ -128,14 +140,34 @@ def split_hparams(hparams: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
     return sched, opt
 
 
+# ---------------------------------------------------------------------------------------------- applicability
+class NotApplicable(ValueError):
+    """The optimizer cannot run on the workload at all (not a failure of a run: see :func:`not_applicable`)."""
+
+
+def not_applicable(handle: adapters.AlgorithmHandle, workload: W.Workload) -> str | None:
+    """Why ``handle`` cannot run on ``workload`` (None when it can): an optimizer whose closure must return
+    ``(loss, logits)`` needs a workload whose loss is the cross-entropy of logits."""
+    if handle.requires_logits and not workload.provides_logits:
+        with_logits = ", ".join(w.id for w in W.all_workloads() if w.provides_logits)
+        return (
+            f"{handle.id} needs the model's logits (its closure returns (loss, logits)), and the loss of workload "
+            f"{workload.id} is not a cross-entropy of logits (workloads with logits: {with_logits})"
+        )
+    return None
+
+
 # ---------------------------------------------------------------------------------------------- counters
 class _HvpCounter:
     """Counts ``torch.autograd.grad`` calls made while ``active`` (inside ``optimizer.step`` but outside the
-    closure): those are the optimizer's Hessian-vector products."""
+    closure): the optimizer's Hessian-vector products (``count``), or with ``as_gradients`` its extra gradient
+    evaluations (``grads``: Sophia-G's backward of sampled labels through the logits)."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, as_gradients: bool = False) -> None:
         self.enabled = enabled
+        self.as_gradients = as_gradients
         self.count = 0
+        self.grads = 0
         self.active = False
         self._orig: Callable | None = None
 
@@ -145,7 +177,10 @@ class _HvpCounter:
 
             def counting_grad(*args, **kwargs):
                 if self.active:
-                    self.count += 1
+                    if self.as_gradients:
+                        self.grads += 1
+                    else:
+                        self.count += 1
                 return orig(*args, **kwargs)
 
             torch.autograd.grad = counting_grad
@@ -171,6 +206,14 @@ class _HvpCounter:
             yield
         finally:
             self.active = was
+
+
+def step_counter(handle: adapters.AlgorithmHandle) -> _HvpCounter:
+    """The counter of what ``handle``'s ``step`` evaluates itself: HVPs (``requires_hvp``; they win if an optimizer
+    asked for both) or sampled-label gradients (``requires_logits``)."""
+    return _HvpCounter(
+        handle.requires_hvp or handle.requires_logits, as_gradients=handle.requires_logits and not handle.requires_hvp
+    )
 
 
 def _reset_peak_rss() -> bool:
@@ -243,20 +286,30 @@ def train_step(
 
     Closure-requiring optimizers get a closure (zero_grad, forward, backward on the same batch) and call it
     themselves; the others get the gradient computed here. With ``handle.requires_hvp`` the backward keeps the
-    graph (``create_graph=True``) and the gradients are dropped after the step.
+    graph (``create_graph=True``) and the gradients are dropped after the step. With ``handle.requires_logits``
+    the closure returns ``(loss, logits)``, keeping the forward graph when the optimizer's ``refresh_due()`` says
+    the step uses the logits; the optimizer's own gradient calls inside ``step`` are counted with the closure's.
     """
     create_graph = handle.requires_hvp
+    feed_logits = handle.requires_logits
+    refresh_due = getattr(optimizer, "refresh_due", None)
     losses: list[torch.Tensor] = []
 
     def closure():
         optimizer.zero_grad(set_to_none=True)
         with counter.paused():
-            loss = task.loss(batch)
-            loss.backward(create_graph=create_graph)
+            if feed_logits:
+                loss, logits = task.loss_and_logits(batch)
+                keep = bool(refresh_due()) if callable(refresh_due) else True
+                loss.backward(create_graph=create_graph, retain_graph=(keep or create_graph))
+            else:
+                loss = task.loss(batch)
+                loss.backward(create_graph=create_graph)
         losses.append(loss.detach())
-        return loss
+        return (loss, logits) if feed_logits else loss
 
-    if handle.requires_closure:
+    grads_before = counter.grads
+    if handle.requires_closure or feed_logits:
         with counter.stepping():
             optimizer.step(closure)
     else:
@@ -265,7 +318,7 @@ def train_step(
             optimizer.step()
     if create_graph:
         optimizer.zero_grad(set_to_none=True)  # drop the graph kept alive by the gradients
-    return (float(losses[0]) if losses else float("nan")), len(losses)
+    return (float(losses[0]) if losses else float("nan")), len(losses) + counter.grads - grads_before
 
 
 # ---------------------------------------------------------------------------------------------- the loop
@@ -288,6 +341,9 @@ def run_trial(
     result.start_rss_bytes = _rss("VmRSS:") if rss_reset else 0
     try:
         _train(spec, workload, budget, result, progress, handle)
+    except NotApplicable as exc:
+        result.status = "error"
+        result.error = f"not applicable: {exc}"
     except Exception as exc:  # a trial never crashes a sweep
         result.status = "error"
         tail = traceback.format_exc(limit=-3)
@@ -307,6 +363,9 @@ def _train(
     handle: adapters.AlgorithmHandle | None,
 ) -> None:
     handle = handle or adapters.resolve(spec.algorithm)
+    reason = not_applicable(handle, workload)
+    if reason:
+        raise NotApplicable(reason)
     sched, opt_hparams = split_hparams(spec.hparams)
     result.hparams = {**handle.resolved_hparams(opt_hparams), **sched}
     task = workload.build(spec.seed, spec.smoke, spec.device)
@@ -336,7 +395,7 @@ def _train(
         curve["metric"].append(metric if math.isfinite(metric) else None)
         curve["train_loss"].append(train_loss if train_loss is None or math.isfinite(train_loss) else None)
 
-    with _HvpCounter(handle.requires_hvp) as counter, warnings.catch_warnings():
+    with step_counter(handle) as counter, warnings.catch_warnings():
         # the runner drops the gradients after every step, which is what this warning asks for
         warnings.filterwarnings("ignore", message=r"Using backward\(\) with create_graph=True")
         metric0 = task.evaluate()

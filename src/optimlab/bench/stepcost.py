@@ -43,7 +43,7 @@ def measure(
             optimizer.train()
         times = []
         cuda = torch.device(device).type == "cuda"
-        with runner._HvpCounter(handle.requires_hvp) as counter:
+        with runner.step_counter(handle) as counter:
             for i in range(warmup + steps):
                 if cuda:
                     torch.cuda.synchronize()
@@ -73,7 +73,8 @@ def run_step_costs(
     echo=print,
 ) -> dict[tuple[str, str], float]:
     """Measure and store c_{s,w} for every pair (skipping pairs already measured on this machine unless
-    ``force``); returns {(algorithm, workload): seconds per step}."""
+    ``force``, and pairs that are not applicable, :func:`runner.not_applicable`); returns {(algorithm, workload):
+    seconds per step}."""
     from .sweep import _progress_bar
 
     runner.set_threads(threads)
@@ -84,6 +85,8 @@ def run_step_costs(
     todo = []
     for w in workloads:
         for h in handles:
+            if runner.not_applicable(h, w):
+                continue  # left out, as in every plan (tuning.left_out)
             key = tuning.cell_key(
                 kind="stepcost",
                 suite=suite_version,

@@ -207,12 +207,15 @@ def run_tpe(
     t0 = time.perf_counter()
     runner.set_threads(threads)
     env = provenance.environment(threads)
-    summary = SweepSummary(planned=len(workloads) * len(handles) * studies * trials)
+    summary = SweepSummary()
     slots = []
     for h in handles:
         space = tuning.tuning_space(h, extra_space)
         dists = tuning.distributions(space)
         for w in workloads:
+            if runner.not_applicable(h, w):
+                continue  # left out, as in every plan (tuning.left_out)
+            summary.planned += studies * trials
             for k in range(studies):
                 name = store.study_name(suite_version, "tuned-tpe", w.id, h.id, k)
                 result_store.fail_orphans(name)

@@ -198,6 +198,29 @@ def _cell(
 
 
 # ---------------------------------------------------------------------------------------------- plans
+def left_out(workloads: Sequence[W.Workload], handles: Sequence[adapters.AlgorithmHandle]) -> dict[str, list[str]]:
+    """Optimizer id -> the workloads it is not applicable to (:func:`runner.not_applicable`); the plans leave
+    those pairs out."""
+    out: dict[str, list[str]] = {}
+    for h in handles:
+        ws = [w.id for w in workloads if runner.not_applicable(h, w)]
+        if ws:
+            out[h.id] = ws
+    return out
+
+
+def left_out_lines(workloads: Sequence[W.Workload], handles: Sequence[adapters.AlgorithmHandle]) -> list[str]:
+    """One line per optimizer saying which pairs the plans leave out and why (the CLI prints them)."""
+    by_id = {w.id: w for w in workloads}
+    lines = []
+    for h in handles:
+        ws = left_out(workloads, [h]).get(h.id)
+        if ws:
+            reason = runner.not_applicable(h, by_id[ws[0]])
+            lines.append(f"not applicable, left out: {h.id} on {', '.join(ws)} ({reason})")
+    return lines
+
+
 def plan_defaults(
     suite_version: str,
     workloads: Sequence[W.Workload],
@@ -212,7 +235,8 @@ def plan_defaults(
     seed_list: Sequence[int] | None = None,
     stop_at_target: bool = True,
 ) -> list[Cell]:
-    """Cells of the ``defaults`` ruleset, ordered seed-major so that a partial sweep covers every pair."""
+    """Cells of the ``defaults`` ruleset, ordered seed-major so that a partial sweep covers every pair (pairs in
+    :func:`left_out` excluded, as in every plan)."""
     hparams = dict(hparams or {})
     return [
         _cell(
@@ -232,6 +256,7 @@ def plan_defaults(
         for seed in (seed_list if seed_list is not None else range(seeds))
         for w in workloads
         for h in handles
+        if not runner.not_applicable(h, w)
     ]
 
 
@@ -272,6 +297,8 @@ def plan_quasirandom(
                 params = from_unit(space, points[k * trials + i])
                 hp = {**(fixed or {}), **to_hparams(space, params)}
                 for w in workloads:
+                    if runner.not_applicable(h, w):
+                        continue
                     cells.append(
                         _cell(
                             suite_version,

@@ -7,6 +7,13 @@ hint, the step budget and the target. It knows nothing of optimizers: :meth:`Wor
 
 The run seed changes the model initialization, the batch order and any per-step noise; the data set itself is
 generated once from the workload's own ``data_seed`` (AlgoPerf practice: seeds vary the run, not the problem).
+
+**Logits.** A workload whose training loss is the mean categorical cross-entropy of the model's logits (the
+classification and language-model workloads) builds its task with :meth:`Task.classification` from a function
+returning ``(logits, labels)`` and sets :attr:`Workload.provides_logits`; the task computes the loss from the logits
+(:func:`cross_entropy`) and also hands the logits to optimizers that need them (Sophia-G's Gauss–Newton–Bartlett
+estimator samples labels from them). Every other workload gives its loss directly (``loss_fn``); optimizers that
+need logits are not applicable there (see :func:`optimlab.bench.runner.not_applicable`).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 #: parameter types a workload reports for each parameter (AlgoPerf's ``param_types``); optimizers such as
@@ -48,16 +56,52 @@ class Task:
     ``next_batch()`` draws the next training batch (deterministic given the seed); ``loss(batch)`` is the
     differentiable training loss on it (call it again on the same batch for closures); ``evaluate()`` returns the
     workload's metric; ``param_types`` maps every parameter name to one of :data:`PARAM_TYPES`.
+
+    The loss comes from exactly one of ``loss_fn(model, batch) -> loss`` and ``logits_fn(model, batch) -> (logits,
+    labels)`` (logits ``(..., C)``, integer labels ``(...)``; the loss is then their mean :func:`cross_entropy`, and
+    :meth:`loss_and_logits` also returns the logits, attached to their graph). Build the latter with
+    :meth:`classification`.
     """
 
     model: nn.Module
     next_batch: Callable[[], Any]
-    loss_fn: Callable[[nn.Module, Any], Tensor]
+    loss_fn: Callable[[nn.Module, Any], Tensor] | None
     eval_fn: Callable[[nn.Module], float]
     param_types: dict[str, str] = field(default_factory=dict)
+    logits_fn: Callable[[nn.Module, Any], tuple[Tensor, Tensor]] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.loss_fn is None) == (self.logits_fn is None):
+            raise TypeError("a Task takes exactly one of loss_fn (any loss) and logits_fn (cross-entropy of logits)")
+
+    @classmethod
+    def classification(
+        cls,
+        model: nn.Module,
+        next_batch: Callable[[], Any],
+        logits_fn: Callable[[nn.Module, Any], tuple[Tensor, Tensor]],
+        eval_fn: Callable[[nn.Module], float],
+        param_types: dict[str, str] | None = None,
+    ) -> Task:
+        """A task whose loss is the mean cross-entropy of ``logits_fn(model, batch) -> (logits, labels)``."""
+        return cls(model, next_batch, None, eval_fn, dict(param_types or {}), logits_fn=logits_fn)
+
+    @property
+    def provides_logits(self) -> bool:
+        """Whether the loss is a cross-entropy of logits that :meth:`loss_and_logits` can return."""
+        return self.logits_fn is not None
 
     def loss(self, batch: Any) -> Tensor:
+        if self.logits_fn is not None:
+            return self.loss_and_logits(batch)[0]
         return self.loss_fn(self.model, batch)
+
+    def loss_and_logits(self, batch: Any) -> tuple[Tensor, Tensor]:
+        """``(loss, logits)`` of one forward pass: the loss is :func:`cross_entropy` of the logits ``(..., C)``."""
+        if self.logits_fn is None:
+            raise ValueError("this task's loss is not a cross-entropy of logits (it has no logits to return)")
+        logits, labels = self.logits_fn(self.model, batch)
+        return cross_entropy(logits, labels), logits
 
     @torch.no_grad()
     def evaluate(self) -> float:
@@ -111,12 +155,20 @@ class Workload:
     explosion_factor: ClassVar[float] = 1e3
     #: seed of the generated data set (fixed: the data are part of the workload, not of the run)
     data_seed: ClassVar[int] = 0
+    #: whether the training loss is the cross-entropy of the model's logits, which the task can return
+    #: (:meth:`Task.classification`); optimizers whose closure must return ``(loss, logits)`` (Sophia-G) need it
+    provides_logits: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ the interface
     def build(self, seed: int, smoke: bool = False, device: str | torch.device = "cpu") -> Task:
         """A fresh task (model initialized from ``seed``) on ``device``; ``smoke`` uses the tiny test config."""
         torch.manual_seed(seed)
         task = self._build(int(seed), bool(smoke), torch.device(device))
+        if task.provides_logits != self.provides_logits:
+            raise TypeError(
+                f"{self.id}: provides_logits is {self.provides_logits} but its task "
+                f"{'has' if task.provides_logits else 'has no'} logits_fn"
+            )
         task.model.to(device)
         return task
 
@@ -165,6 +217,7 @@ class Workload:
             "step_hint": b.step_hint,
             "max_steps": b.max_steps,
             "eval_every": b.eval_every,
+            "logits": self.provides_logits,
         }
 
     def __repr__(self) -> str:
@@ -189,6 +242,11 @@ def _data_hash(workload: Workload, smoke: bool) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean cross-entropy of logits ``(..., C)`` against integer labels ``(...)`` (every position counts)."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+
 def default_param_type(model: nn.Module, name: str, p: Tensor) -> str:
     """Type of a parameter from its module and shape: embedding, conv, vector (≤1-D) or matrix_hidden."""
     module_name = name.rpartition(".")[0]

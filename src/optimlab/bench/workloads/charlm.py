@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._base import Budget, Task, Workload, generator
+from ._base import Budget, Task, Workload, cross_entropy, generator
 
 TEXT_FILE = "pydoc_topics.txt"
 TEXT_SHA256 = "707f4ba84ed84f13ad4e84a32d9921d09391ba21e89e8d550710f0d4bff5b123"
@@ -101,6 +101,7 @@ class CharLmGpt(Workload):
     data_source = f"frozen {TEXT_FILE} (300k chars of CPython pydoc_data.topics, sha256 {TEXT_SHA256[:12]}…)"
     model_desc = "GPT, 2 layers, d = 64, 4 heads, ctx 64, pre-LN, GELU (~117k parameters)"
     metric = "validation cross-entropy (nats/char)"
+    provides_logits = True
     higher_is_better = False
     metric_scale = "linear"
     target = 2.01
@@ -130,11 +131,11 @@ class CharLmGpt(Workload):
             s = torch.randint(0, len(train) - ctx - 1, (self.batch_size, 1), generator=gen).to(device)
             return train[s + offsets], train[s + offsets + 1]
 
-        def loss_fn(m, batch):
+        def logits_fn(m, batch):
             x, y = batch
-            return F.cross_entropy(m(x).flatten(0, 1), y.flatten())
+            return m(x), y
 
         def eval_fn(m):
-            return float(F.cross_entropy(m(val_x).flatten(0, 1), val_y.flatten()))
+            return float(cross_entropy(m(val_x), val_y))
 
-        return Task(model, next_batch, loss_fn, eval_fn, {"head.weight": "head"})
+        return Task.classification(model, next_batch, logits_fn, eval_fn, {"head.weight": "head"})

@@ -49,6 +49,7 @@ class GrokModAdd(Workload):
     data_source = "generated: all (a, b) pairs mod 97, 50% for training, full batch"
     model_desc = "embedding(32) ×2 → ReLU MLP 128 → 97 (~24k parameters)"
     metric = "test accuracy"
+    provides_logits = True
     higher_is_better = True
     metric_scale = "linear"
     target = 0.965
@@ -68,10 +69,10 @@ class GrokModAdd(Workload):
             x, y = x[:512], y[:512]
         model = ModAddMlp(self.embed, self.hidden)
 
-        def loss_fn(m, _batch):
-            return F.cross_entropy(m(x), y)
+        def logits_fn(m, _batch):
+            return m(x), y
 
         def eval_fn(m):
             return float((m(data["x_test"]).argmax(-1) == data["y_test"]).float().mean())
 
-        return Task(model, lambda: None, loss_fn, eval_fn, mark_head(model, "head."))
+        return Task.classification(model, lambda: None, logits_fn, eval_fn, mark_head(model, "head."))

@@ -160,6 +160,7 @@ class CNN1D(nn.Module):
 class _Mnist1dClassification(Workload):
     """Shared plumbing: cross-entropy training on (possibly noisy) labels, test accuracy on clean labels."""
 
+    provides_logits = True
     metric = "test accuracy"
     higher_is_better = True
     metric_scale = "linear"
@@ -189,13 +190,13 @@ class _Mnist1dClassification(Workload):
         model = self._model()
         batches = epoch_batches(len(y), self.batch_size, generator(seed, 1))
 
-        def loss_fn(m, idx):
-            return F.cross_entropy(m(x[idx]), y[idx])
+        def logits_fn(m, idx):
+            return m(x[idx]), y[idx]
 
         def eval_fn(m):
             return accuracy(m(x_test), y_test)
 
-        return Task(model, iterator_fn(batches), loss_fn, eval_fn, mark_head(model, "head."))
+        return Task.classification(model, iterator_fn(batches), logits_fn, eval_fn, mark_head(model, "head."))
 
 
 class MlpMnist1d(_Mnist1dClassification):
