@@ -1096,7 +1096,7 @@ register(
 C7_OPTIMIZERS = {
     "adamw_snsm": (3.16e-3, "verdict"),
     "galore": (3.16e-3, "verdict"),
-    "galore_dct": (3.16e-3, "verdict"),
+    "galore_dct": (1e-3, "verdict"),  # its registry default (scale 1, not GaLore's 0.25)
     "online_subspace_descent": (3.16e-3, "verdict"),
     "coap": (3.16e-3, "verdict"),
     "adamw_sn": (3.16e-3, "report"),
