@@ -4,7 +4,9 @@ AdamW), and the pending C2 (Sophia)."""
 
 from __future__ import annotations
 
+import functools
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -887,8 +889,6 @@ def _c3_optimizer(name: str, model: nn.Module, lr: float, seed: int) -> torch.op
 
 def _c3_digits_run(seed: int, name: str, lr: float, steps: int, every: int) -> dict:
     """Train; test accuracy every ``every`` steps; the median wall time of a step (for the record only)."""
-    import time
-
     model, step_loss, val, test = _c3_digits(seed)
     opt = _c3_optimizer(name, model, lr, seed)
     curve, times = [(0, test()[0])], []
@@ -915,8 +915,6 @@ def _c3_step_flops(seed: int, name: str, lr: float) -> int:
 
 
 def _c3_experiment(ctx: Context) -> Measurements:
-    import functools
-
     names = ("adam", "adahessian")
     steps, every = ctx.pick(20, 600), ctx.pick(10, 50)
     digits_grids = ctx.pick({"adam": [1e-3], "adahessian": [0.15]}, C3_DIGITS_GRIDS)
