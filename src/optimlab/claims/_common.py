@@ -98,3 +98,19 @@ def censored_log_ratio(a: float, b: float, cap: float) -> float:
     a = cap if not math.isfinite(a) else a
     b = cap if not math.isfinite(b) else b
     return math.log(max(a, 1.0) / max(b, 1.0))
+
+
+def teacher_stream(seed: int, d: int = 20, classes: int = 10, noise: float = 0.2):
+    """Samples from a fixed random teacher MLP (argmax labels), with ``noise`` of the labels replaced by random
+    classes — so a batch has something to memorize beyond what generalizes."""
+    g = torch.Generator().manual_seed(50_000 + seed)
+    w1 = torch.randn(d, 64, generator=g) / math.sqrt(d)
+    w2 = torch.randn(64, classes, generator=g) / 8.0
+
+    def sample(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.randn(n, d, generator=gen)
+        y = (torch.tanh(x @ w1) @ w2).argmax(1)
+        flip = torch.rand(n, generator=gen) < noise
+        return x, torch.where(flip, torch.randint(0, classes, (n,), generator=gen), y)
+
+    return sample
