@@ -126,3 +126,21 @@ def test_plans_leave_out_pairs_that_are_not_applicable():
     assert tuning.left_out(wl, hs) == {"sophia_g": ["quad_noisy"]}
     [line] = tuning.left_out_lines(wl, hs)
     assert line.startswith("not applicable, left out: sophia_g on quad_noisy (sophia_g needs the model's logits")
+
+
+@pytest.mark.parametrize(
+    "optimizer_id",
+    ["torch:AdamW", "po:Lion", "heavyball:AdamW", "schedulefree:AdamWScheduleFree", "optimi:AdamW", "bnb:AdamW8bit"],
+)
+def test_other_libraries_run_through_the_same_harness(optimizer_id):
+    """Each adapter (installed by the dev extra) trains a smoke workload through the same runner, and the row
+    carries its library and version."""
+    library = optimizer_id.partition(":")[0]
+    if adapters.available_libraries()[library] is None:
+        pytest.skip(f"{library} is not installed (pip install -e '.[compare]')")
+    h = adapters.resolve(optimizer_id)
+    assert h.library_version == adapters.available_libraries()[library]
+    result = runner.run_trial(runner.TrialSpec(optimizer_id, "quad_noisy", smoke=True, hparams={"lr": 1e-3}))
+    assert result.status in ("hit", "miss"), result.error
+    assert result.steps > 0 and result.grad_evals == result.steps and result.state_bytes > 0
+    assert result.final_metric < result.initial_metric
