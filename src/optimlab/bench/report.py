@@ -254,7 +254,7 @@ table{border-collapse:collapse;margin:8px 0;font-size:13px}th,td{border:1px soli
 th{background:#f4f4f4;cursor:pointer;user-select:none}td.l,th.l{text-align:left}
 .note{color:#666;font-size:12px}.grid{display:flex;flex-wrap:wrap;gap:8px}
 svg text.pt{font-size:12px;font-weight:600}svg text.tk{font-size:10px;fill:#555}svg text.al{font-size:11px}
-svg text.lg{font-size:10px}.prov{color:#a50}code{font-size:12px}
+svg text.lg{font-size:10px}.prov{color:#a50}code{font-size:12px}.tw{overflow-x:auto;max-width:100%}
 """
 
 _JS = """
@@ -281,7 +281,7 @@ _JS = """
 
 def _table(headers: list[str], rows: list[list[Any]], *, cls: str = "sortable", left: int = 1, tid: str = "") -> str:
     """An HTML table; cells are (text, sort_value) tuples or plain text; the first ``left`` columns left-aligned."""
-    out = [f'<table class="{cls}"' + (f' id="{tid}"' if tid else "") + "><thead><tr>"]
+    out = ['<div class="tw">', f'<table class="{cls}"' + (f' id="{tid}"' if tid else "") + "><thead><tr>"]
     for i, h in enumerate(headers):
         out.append(f'<th class="{"l" if i < left else ""}">{escape(h)}</th>')
     out.append("</tr></thead><tbody>")
@@ -298,7 +298,7 @@ def _table(headers: list[str], rows: list[list[Any]], *, cls: str = "sortable", 
                 text, attr = cell, ""
             out.append(f'<td class="{"l" if i < left else ""}"{attr}{style}>{escape(str(text))}</td>')
         out.append("</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     return "".join(out)
 
 
