@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -72,11 +73,16 @@ def train_step(opt: torch.optim.Optimizer, loss_fn: Callable[[], Tensor]) -> flo
         loss.backward(create_graph=create_graph)
         return loss
 
-    if needs_closure(opt):
-        loss = opt.step(closure)
-    else:
-        loss = closure()
-        opt.step()
+    with warnings.catch_warnings():
+        # the graph kept by create_graph is released right below, which is what this warning asks for
+        warnings.filterwarnings("ignore", message=r"Using backward\(\) with create_graph=True")
+        if needs_closure(opt):
+            loss = opt.step(closure)
+        else:
+            loss = closure()
+            opt.step()
+    if create_graph:
+        opt.zero_grad(set_to_none=True)  # drop the gradients' graph (a reference cycle with the parameters)
     return float(loss.detach())
 
 
