@@ -60,6 +60,19 @@ def test_clear_effect_confirms_and_no_effect_does_not():
     assert run_claim(_claim(0.0)).status in (INCONCLUSIVE, NOT_CONFIRMED)
 
 
+def test_the_headline_check_is_the_one_that_decided_the_verdict():
+    """A claim not confirmed by its second check shows that check's effect, not the passing first one's."""
+    checks = (
+        Check("error", "error ≤ 1e-2", "error", AllPass(1e-2)),
+        Check("gain", "gain > 0", "gain", MeanAbove(0.0)),
+        Check("big", "gain > 10", "gain", MeanAbove(10.0), role="report"),
+    )
+    failing = run_claim(_claim(-1.0, checks=checks))
+    assert failing.status == NOT_CONFIRMED and failing.primary.name == "gain"
+    passing = run_claim(_claim(1.0, checks=checks))
+    assert passing.status == CONFIRMED and passing.primary.name == "error"
+
+
 def test_quick_uses_quick_seeds_and_is_then_inconclusive_for_mean_rules():
     r = run_claim(_claim(1.0), quick=True)
     assert r.seeds == [0, 1] and r.quick and r.status == INCONCLUSIVE

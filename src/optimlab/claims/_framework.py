@@ -289,10 +289,14 @@ class ClaimResult:
 
     @property
     def primary(self) -> CheckResult | None:
-        """The first verdict check (the headline effect), or the first check."""
-        for c in self.checks:
-            if c.role == "verdict":
+        """The headline check: the first verdict check whose own verdict is the claim's (the one that decided a
+        not-confirmed or inconclusive claim), else the first verdict check, else the first check."""
+        verdict_checks = [c for c in self.checks if c.role == "verdict"]
+        for c in verdict_checks:
+            if c.evaluation.verdict == self.status:
                 return c
+        if verdict_checks:
+            return verdict_checks[0]
         return self.checks[0] if self.checks else None
 
     def to_dict(self) -> dict:
