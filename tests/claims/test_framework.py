@@ -195,8 +195,17 @@ def test_cli_list_run_report(tmp_path, capsys):
     assert [c["id"] for c in doc["claims"]] == ["C2", "C14"]
     assert doc["claims"][0]["status"] == PENDING and doc["meta"]["quick"] is True
     assert (out / "report.html").read_text().count("<svg") == 1
-    assert cli.main(["report", str(out / "results.json"), "-o", str(tmp_path / "again.html")]) == 0
+    md = (out / "verdicts.md").read_text()
+    assert "| C14 | " in md and "| C2 | pending |" in md and "**C14 —" in md and "quick configuration" in md
+    assert (
+        cli.main(
+            ["report", str(out / "results.json"), "-o", str(tmp_path / "again.html"), "--md", str(tmp_path / "v.md")]
+        )
+        == 0
+    )
     assert (tmp_path / "again.html").exists()
+    # the same page from the saved results (only the header line, with its creation time, may differ)
+    assert (tmp_path / "v.md").read_text().splitlines()[3:] == md.splitlines()[3:]
     assert cli.main(["run", "--quick", "--out", str(out), "C999"]) == 2
 
 

@@ -2,13 +2,13 @@
 
     optimlab claims list
     optimlab claims run [--quick] [--seeds N] [--jobs N] [--out DIR] [ids …]
-    optimlab claims report results.json [-o report.html]
+    optimlab claims report results.json [-o report.html] [--md verdicts.md]
 
 ``run`` writes ``DIR/results.json`` (rewritten after every finished claim, so an interrupted run keeps what it has)
-and ``DIR/report.html``, and prints the verdict table. Each claim runs with ``--threads`` torch threads (default 1:
-these experiments are made of small operations, for which one thread per process is fastest) and ``--jobs`` claims
-run in parallel processes (default: up to 2). Not confirmed claims are results, not failures: the exit status is 1
-only when a claim's experiment raised an error.
+and ``DIR/report.html`` and ``DIR/verdicts.md`` (the verdict table in Markdown), and prints the verdict table.
+Each claim runs with ``--threads`` torch threads (default 1: these experiments are made of small operations, for
+which one thread per process is fastest) and ``--jobs`` claims run in parallel processes (default: up to 2). Not
+confirmed claims are results, not failures: the exit status is 1 only when a claim's experiment raised an error.
 
 Also usable as ``python -m optimlab.claims.cli …``.
 """
@@ -170,17 +170,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
     meta["wall_s"] = time.perf_counter() - start
     R.save_json(out / "results.json", results, meta)
     R.save_html(out / "report.html", results, meta)
+    R.save_markdown(out / "verdicts.md", results, meta)
     print(R.verdict_table(results))
-    print(f"\n{meta['wall_s']:.0f} s wall; results: {out / 'results.json'}, report: {out / 'report.html'}")
+    print(
+        f"\n{meta['wall_s']:.0f} s wall; results: {out / 'results.json'}, report: {out / 'report.html'}, "
+        f"{out / 'verdicts.md'}"
+    )
     return 1 if any(r.status == F.ERROR for r in results) else 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     results, doc = R.load_json(args.results)
     target = Path(args.output) if args.output else Path(args.results).with_name("report.html")
-    R.save_html(target, results, {**doc.get("meta", {}), "created": doc.get("created")})
+    meta = {**doc.get("meta", {}), "created": doc.get("created")}
+    R.save_html(target, results, meta)
     print(R.verdict_table(results))
     print(f"\nreport: {target}")
+    if args.md:
+        print(f"verdicts: {R.save_markdown(args.md, results, meta)}")
     return 0
 
 
@@ -202,6 +209,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p_rep = sub.add_parser("report", help="render report.html from a results.json")
     p_rep.add_argument("results", help="path of a results.json")
     p_rep.add_argument("-o", "--output", default=None, help="HTML path (default: next to the JSON)")
+    p_rep.add_argument("--md", default=None, help="also write the verdict table as a Markdown page here")
     p_rep.set_defaults(func=_cmd_report)
 
 

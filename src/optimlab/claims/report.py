@@ -369,6 +369,58 @@ def save_html(path: str | Path, results: Sequence[ClaimResult], meta: dict[str, 
     return path
 
 
+def render_markdown(results: Sequence[ClaimResult], meta: dict[str, Any] | None = None) -> str:
+    """The verdict table as a Markdown page: one row per claim with its deciding check, then each claim's numbers
+    behind the verdict (every verdict check's one-line detail)."""
+    meta = meta or {}
+    mode = "quick" if meta.get("quick") else "full"
+    wall = meta.get("wall_s")
+    created = meta.get("created") or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    counts = {s: sum(r.status == s for r in results) for s in STATUS_COLORS if any(r.status == s for r in results)}
+    lines = [
+        "# Executable claims: verdicts",
+        "",
+        f"{len(results)} claims, {mode} configuration, generated {created}"
+        + (f", {wall:.0f} s wall" if isinstance(wall, (int, float)) else "")
+        + ": "
+        + ", ".join(f"{n} {s}" for s, n in counts.items())
+        + ". Effect = the estimate of the check that decided the verdict, with its 95% interval (or the replicates "
+        "passing a property check); `optimlab claims run` reproduces it.",
+        "",
+        "| claim | verdict | deciding check | effect [95% CI] | seeds | time | title |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    for r in results:
+        done = r.status not in (PENDING, ERROR)
+        effect = effect_text(r) if done else (r.reason.splitlines()[0] if r.reason else "")
+        check = r.primary.name if done and r.primary else ""
+        seeds = str(len(r.seeds)) if done else ""
+        row = (r.id, r.status, cell(check), cell(effect), seeds, f"{r.runtime_s:.0f} s", cell(r.title))
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "## The numbers behind each verdict", ""]
+    for r in results:
+        if r.status in (PENDING, ERROR):
+            continue
+        lines.append(f"**{r.id} — {r.status}.** {r.statement}")
+        lines.append("")
+        for c in r.checks:
+            if c.role == "verdict":
+                lines.append(f"- {c.name} ({c.evaluation.verdict}): {cell(c.evaluation.detail)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def save_markdown(path: str | Path, results: Sequence[ClaimResult], meta: dict[str, Any] | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_markdown(results, meta), encoding="utf-8")
+    return path
+
+
 def verdict_table(results: Sequence[ClaimResult]) -> str:
     """A plain-text table for the terminal: id, verdict, headline effect, seeds, runtime, title."""
     rows = [("claim", "verdict", "effect [95% CI]", "seeds", "time", "title")]
