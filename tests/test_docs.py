@@ -1,12 +1,20 @@
-"""The worked example in CONTRIBUTING.md must stay true: its module, reference and record pass the matrix."""
+"""The docs must stay true: CONTRIBUTING.md's worked example passes the matrix, and docs/conventions.md is the
+table the registry generates, with every switch it names accepted by its class."""
 
 from __future__ import annotations
 
+import inspect
 import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
+import torch
+
+import optimlab
+from optimlab import conventions as CV
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,3 +47,39 @@ def test_contributing_example_passes_the_matrix(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0 and "example ok" in out.stdout, out.stderr[-3000:]
+
+
+# ----------------------------------------------------------------------------- docs/conventions.md
+SWITCHES = [(spec.name, conv.switch, value) for spec, conv, value in CV.switch_values()]
+
+
+def test_conventions_doc_is_up_to_date():
+    """docs/conventions.md is generated from the records' `conventions`; after editing one, run
+    `PYTHONPATH=src python scripts/update_conventions.py`."""
+    assert (ROOT / "docs" / "conventions.md").read_text() == CV.render()
+
+
+def _named_argument(cls: type, name: str) -> bool:
+    """``name`` is a named parameter of ``cls.__init__``, or of a base's that a ``**kwargs`` passes it on to."""
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(vars(klass)["__init__"]).parameters
+        if name in params:
+            return True
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return False
+    return False
+
+
+@pytest.mark.parametrize("name,switch,value", SWITCHES, ids=[f"{n}-{s}={CV.fmt(v)}" for n, s, v in SWITCHES])
+def test_convention_switch_is_a_constructor_argument_accepting_the_listed_value(name, switch, value):
+    spec = optimlab.spec(name)
+    assert _named_argument(spec.cls, switch), f"{switch!r} is not an argument of {spec.cls.__name__}"
+    for build in (spec.cls, spec.create):
+        opt = build([torch.nn.Parameter(torch.zeros(2, 2))], **{switch: value})
+        assert opt.defaults[switch] == value
+
+
+def test_readme_links_the_conventions_table():
+    assert "(docs/conventions.md)" in (ROOT / "README.md").read_text()

@@ -86,6 +86,33 @@ class TorchParity:
 
 
 @dataclass(frozen=True)
+class Convention:
+    """One point on which implementations of an algorithm disagree (a row of docs/conventions.md).
+
+    ``paper`` says what the paper does and ``elsewhere`` what torch.optim, the authors' code or other libraries do
+    (only facts checked against a named source). Where optimlab lets the user pick, ``switch`` is the constructor
+    argument and ``choices`` its accepted values with what each reproduces (``(value, "who does this")``); where it
+    does not, ``fixed`` says which convention optimlab implements. The default shown in the docs is never written
+    here: scripts/update_conventions.py reads it from the optimizer that ``create`` (and the class) builds.
+    """
+
+    point: str
+    paper: str
+    elsewhere: str
+    switch: str | None = None
+    choices: tuple[tuple[Any, str], ...] = ()
+    fixed: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.switch is None) != (not self.choices):
+            raise ValueError(f"convention {self.point!r}: a switch needs choices and choices need a switch")
+        if (self.switch is None) == (not self.fixed):
+            raise ValueError(f"convention {self.point!r}: give either a switch with choices or the fixed convention")
+        if self.switch is not None and len(self.choices) < 2:
+            raise ValueError(f"convention {self.point!r}: a switch selects between at least two conventions")
+
+
+@dataclass(frozen=True)
 class AlgorithmSpec:
     """Everything the library, the tests, the docs and the benchmark need to know about one algorithm."""
 
@@ -123,6 +150,8 @@ class AlgorithmSpec:
     convergence_hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: conventions and deviations worth knowing (eps placement, which form of a rule, ...)
     notes: str = ""
+    #: the points where implementations in the wild disagree, and the switch that picks each (docs/conventions.md)
+    conventions: tuple[Convention, ...] = ()
 
     def create(self, params: Iterable[Any], **overrides: Any) -> torch.optim.Optimizer:
         defaults = dict(self.defaults)

@@ -120,5 +120,34 @@ R.register(
             "added to s every step (it is inside the state and the square root) and again to √ŝ, as in the paper "
             "and the package; so eps=1e-16 acts like Adam's 1e-8."
         ),
+        conventions=(
+            R.Convention(
+                point="eps",
+                paper="experiments: eps 1e-8 (CIFAR, ImageNet), 1e-12 (GAN)",
+                elsewhere="the authors' adabelief-pytorch: 1e-8 in 0.0.5, 1e-16 from 0.1.0 on",
+                switch="eps",
+                choices=(
+                    (1e-16, "adabelief-pytorch ≥ 0.1.0"),
+                    (1e-8, "adabelief-pytorch 0.0.5; the paper's CIFAR and ImageNet runs"),
+                    (1e-12, "the paper's GAN runs"),
+                ),
+            ),
+            R.Convention(
+                point="weight decay: L2 in the gradient or decoupled",
+                paper="—",
+                elsewhere="adabelief-pytorch: L2 in 0.0.5, decoupled from 0.1.0 on",
+                switch="decoupled_weight_decay",
+                choices=(
+                    (True, "decoupled, p ← p(1 − lr·λ) (adabelief-pytorch ≥ 0.1.0)"),
+                    (False, "L2, λθ added to g (adabelief-pytorch 0.0.5)"),
+                ),
+            ),
+            R.Convention(
+                point="rectification (RAdam's r_t)",
+                paper="none",
+                elsewhere="adabelief-pytorch ≥ 0.1.0: `rectify=True` by default",
+                fixed="none (not implemented)",
+            ),
+        ),
     )
 )

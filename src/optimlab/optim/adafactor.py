@@ -206,5 +206,21 @@ R.register(
             "decoupled weight decay; eps1 on V̂ and U instead of inside g² + eps1; means instead of sums. eps1=None "
             "is the epsilon of the math dtype (fp32 for bf16 params)."
         ),
+        conventions=(
+            R.Convention(
+                point="what lr means",
+                paper="no learning rate: relative step ρ_t = min(10⁻², 1/√t)",
+                elsewhere="torch.optim.Adafactor: ρ_t = min(lr, 1/√t) with lr=1e-2, and lr also scales the decoupled "
+                "weight decay (its docs)",
+                fixed="torch's; the default lr=0.01 is the paper's constant",
+            ),
+            R.Convention(
+                point="where ε1 enters",
+                paper="ε1 added to G ⊙ G before the row and column factors",
+                elsewhere="torch.optim.Adafactor: ε1 floors the row-factor mean and √V̂, max(·, ε1); `eps=(None, …)` "
+                "takes the machine epsilon of the parameter's dtype",
+                fixed="torch's; `None` takes the epsilon of the math dtype (fp32 for bf16/fp16 parameters)",
+            ),
+        ),
     )
 )

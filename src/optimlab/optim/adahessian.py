@@ -192,5 +192,20 @@ R.register(
             "Not implemented: the authors' instruction/adahessian.py option of averaging dense-layer rows / fixed "
             "blocks (curvature.spatial_average(block_size=...) would provide it)."
         ),
+        conventions=(
+            R.Convention(
+                point="spatial averaging for conv kernels",
+                paper="Eq. 10 averages the signed estimate z ⊙ Hz over a kernel's spatial dims",
+                elsewhere="the authors' code averages |z ⊙ Hz|",
+                fixed="the authors' |z ⊙ Hz| (with `spatial_average=True`, the default)",
+            ),
+            R.Convention(
+                point="default eps (and lr)",
+                paper="—",
+                elsewhere="the authors' code: eps 1e-4, lr 0.15; pytorch_optimizer: eps 1e-16, lr 0.1",
+                switch="eps",
+                choices=((1e-4, "the authors' code"), (1e-16, "pytorch_optimizer")),
+            ),
+        ),
     )
 )

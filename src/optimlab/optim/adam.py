@@ -233,6 +233,29 @@ def _adam_state_bytes(shape, dtype, hp) -> int:
 
 _CONVERGENCE = {"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 0.05}}
 
+# ----------------------------------------------------------------------------- conventions (docs/conventions.md)
+EPS_PLACEMENT = R.Convention(
+    point="where eps enters the denominator",
+    paper="Algorithm 1: m̂/(√v̂ + ε); §2 also gives a faster form m/(√v + ε̂) with both bias corrections folded "
+    "into the step size",
+    elsewhere="torch.optim.Adam/AdamW: (√v / √(1 − β2ᵗ)) + eps, i.e. √v̂ + eps; Keras/TF: `epsilon` is the paper's ε̂ "
+    "(Keras docs), default 1e-7",
+    fixed="eps added to √v̂ (Algorithm 1, torch.optim)",
+)
+
+#: L2 or decoupled decay in the Adam variants that torch.optim also has with ``decoupled_weight_decay``
+TORCH_DECAY_SWITCH = R.Convention(
+    point="weight decay: L2 in the gradient or decoupled",
+    paper="—",
+    elsewhere="torch.optim.NAdam / RAdam: `decoupled_weight_decay=False` by default (λθ added to g); `True` "
+    "multiplies p by (1 − lr·λ) instead",
+    switch="decoupled_weight_decay",
+    choices=(
+        (False, "L2, λθ added to g (torch's default)"),
+        (True, "decoupled, p ← p(1 − lr·λ) (torch's `True`)"),
+    ),
+)
+
 R.register(
     R.AlgorithmSpec(
         name="adam",
@@ -248,6 +271,7 @@ R.register(
         torch_equivalent=R.TorchParity("torch.optim.Adam"),
         test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),
         convergence_hparams=_CONVERGENCE,
+        conventions=(EPS_PLACEMENT,),
     )
 )
 
@@ -266,6 +290,16 @@ R.register(
         torch_equivalent=R.TorchParity("torch.optim.AdamW"),
         test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),
         convergence_hparams=_CONVERGENCE,
+        conventions=(
+            EPS_PLACEMENT,
+            R.Convention(
+                point="what scales the decoupled weight decay",
+                paper="Algorithm 2, line 12: θ ← θ − η_t·(α·m̂/(√v̂ + ε) + λθ): λ times the schedule multiplier η_t, "
+                "not times the learning rate α",
+                elsewhere="torch.optim.AdamW: p ← p(1 − lr·λ), lr = α·η_t",
+                fixed="p ← p(1 − lr·λ) as torch; the paper's λ is `weight_decay=λ/α`",
+            ),
+        ),
     )
 )
 
@@ -286,6 +320,16 @@ R.register(
         test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),
         convergence_hparams=_CONVERGENCE,
         notes="Default is the paper's undebiased form; bias_correction=True equals torch.optim.Adam(amsgrad=True).",
+        conventions=(
+            R.Convention(
+                point="bias correction",
+                paper="Algorithm 2: none, the step is m/√v̂ with v̂ the running max of v",
+                elsewhere="torch.optim.Adam(amsgrad=True): m debiased by 1 − β1ᵗ, the running max of v divided by "
+                "1 − β2ᵗ, as in Adam",
+                switch="bias_correction",
+                choices=((False, "the paper"), (True, "torch.optim.Adam(amsgrad=True)")),
+            ),
+        ),
     )
 )
 
@@ -306,6 +350,18 @@ R.register(
         notes=(
             "Paper defaults (§7.1): lr=2e-3, betas=(0.9, 0.999). The paper's rule has no eps; like torch.optim.Adamax "
             "eps is added to |g| inside the max (u ← max(β2·u, |g| + eps)), so eps=0 recovers the paper exactly."
+        ),
+        conventions=(
+            R.Convention(
+                point="eps in the infinity norm",
+                paper="§7.1: u ← max(β2·u, |g|), step lr/(1 − β1ᵗ)·m/u, no eps",
+                elsewhere="torch.optim.Adamax: u ← max(β2·u, |g| + eps), eps=1e-8",
+                switch="eps",
+                choices=(
+                    (1e-8, "torch.optim.Adamax"),
+                    (0.0, "the paper (divides by 0 where a coordinate has only seen zero gradients)"),
+                ),
+            ),
         ),
     )
 )

@@ -175,5 +175,30 @@ R.register(
             "(equal to the authors' linear_hl_warmup_scheduler, without its 1e-8 inside the log). m2 is not "
             "bias-corrected; decay is decoupled (θ ← θ − lr·λ·θ)."
         ),
+        conventions=(
+            R.Convention(
+                point="default α (weight of the slow EMA)",
+                paper="an input of Algorithm 1",
+                elsewhere="bitsandbytes AdEMAMix: `alpha=5.0` (its docs); the authors' PyTorch code: 2 (their README "
+                "example: 8); optax contrib documents 6",
+                switch="alpha",
+                choices=(
+                    (5.0, "bitsandbytes"),
+                    (2.0, "the authors' code"),
+                    (8.0, "the authors' README example"),
+                    (6.0, "optax contrib"),
+                ),
+            ),
+            R.Convention(
+                point="α and β3 warm-up",
+                paper="Algorithm 1: α and β3 warm up over T_α,β3 steps, 'usually' the total number of steps",
+                elsewhere="bitsandbytes AdEMAMix: `t_alpha=None`, `t_beta3=None` (no warm-up) by default",
+                switch="t_alpha_beta3",
+                choices=(
+                    (None, "no warm-up (bitsandbytes' default)"),
+                    (100_000, "warm-up over that many steps; the paper's recipe is the run length"),
+                ),
+            ),
+        ),
     )
 )

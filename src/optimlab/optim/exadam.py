@@ -136,5 +136,18 @@ R.register(
             "paper v1 / the first official commit: step × ln(√2·√(t+1)). Decoupled decay θ ← θ − lr·λ·θ as in "
             "the official code (not in the paper); one ε in d1, d2 and the denominator."
         ),
+        conventions=(
+            R.Convention(
+                point="dynamic step size",
+                paper="version 1 (Dec 2024): a step size that keeps growing; version 2: none",
+                elsewhere="the author's exadam.py: αₜ = α·ln(√2·√(t + 1)) in the first commit, αₜ = α in the "
+                "current code",
+                switch="dynamic_step_size",
+                choices=(
+                    (False, "paper v2, current official code"),
+                    (True, "paper v1, first official commit"),
+                ),
+            ),
+        ),
     )
 )

@@ -105,5 +105,13 @@ R.register(
             "grams-pytorch adds ε to √v and scales the step by √(1−β2ᵗ)/(1−β1ᵗ) — identical for ε → 0. "
             "Defaults from grams-pytorch 0.0.2 (eps=1e-6)."
         ),
+        conventions=(
+            R.Convention(
+                point="where eps enters the denominator",
+                paper="ε added to √v̂",
+                elsewhere="the authors' grams-pytorch 0.0.2: ε added to √v, √(1 − β2ᵗ)/(1 − β1ᵗ) folded into the step",
+                fixed="the paper's √v̂ + ε (the same as the package for ε → 0)",
+            ),
+        ),
     )
 )

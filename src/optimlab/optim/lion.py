@@ -218,6 +218,19 @@ R.register(
             "rosenbrock": {"lr": 1e-2, "steps": 5000},
         },
         notes=_KAPPA_NOTES,
+        conventions=(
+            R.Convention(
+                point="κ, the convex function whose gradient replaces sign",
+                paper="any convex κ; κ = ‖·‖₁ gives Lion (box ‖θ‖∞ ≤ 1/λ)",
+                elsewhere="—",
+                switch="kappa",
+                choices=(
+                    ("l1", "sign(c): Lion, box ‖θ‖∞ ≤ 1/λ"),
+                    ("l2", "c/‖c‖₂ per tensor: ball ‖θ‖₂ ≤ 1/λ"),
+                    ("huber", "clamp(c/δ, −1, 1), δ = `huber_delta` (this library's normalisation)"),
+                ),
+            ),
+        ),
     )
 )
 

@@ -470,6 +470,16 @@ _8BIT_TEST = dict(block_size=4, min_8bit_size=2)
 
 # state_tensors (the catalogue's "state/param" column): fp32-equivalent parameter-sized tensors for a 1024 × 1024
 # fp32 matrix at the defaults; the exact bytes for any shape come from state_formula.
+#: the quantization block (adamw_8bit and lion_8bit)
+BLOCK_SIZE = R.Convention(
+    point="quantization block size",
+    paper="blocks of 2048 values, one absmax scale each",
+    elsewhere="bitsandbytes: blocks of 256",
+    switch="block_size",
+    choices=((2048, "the paper"), (256, "bitsandbytes")),
+)
+
+
 R.register(
     R.AlgorithmSpec(
         name="adamw_bf16",
@@ -534,6 +544,7 @@ R.register(
         convergence_hparams=_ADAM_CONV,
         notes="Paper block size 2048 (bitsandbytes: 256); bitsandbytes' dynamic maps and min_8bit_size=4096. Codes "
         "stored as (blocks × block_size) uint8. Compared with bitsandbytes.optim.AdamW8bit in tests/test_lowprec.py.",
+        conventions=(BLOCK_SIZE,),
     )
 )
 
@@ -560,5 +571,6 @@ R.register(
         test_hparams={**_LION_TEST, **_8BIT_TEST},
         convergence_hparams=_LION_CONV,
         notes="Lion's defaults; quantization as adamw_8bit. Compared with bitsandbytes.optim.Lion8bit.",
+        conventions=(BLOCK_SIZE,),
     )
 )

@@ -77,7 +77,7 @@ import torch
 from torch import Tensor
 
 from .. import registry as R
-from ..curvature.newton_schulz import QUINTIC_MUON, newton_schulz
+from ..curvature.newton_schulz import CUBIC, QUINTIC_MUON, newton_schulz
 from . import _kernels as K
 from ._base import Optimizer
 from ._rules import BETA, OneOf, Range, Tuple
@@ -419,6 +419,88 @@ def _muon_state_bytes(shape, dtype, hp) -> int:
     return R.spec(fallback).state_bytes(shape, dtype, **options)
 
 
+# ----------------------------------------------------------------------------- conventions (docs/conventions.md)
+_PRESET_SOURCES = {"kj": "Keller Jordan's muon.py", "torch": "torch.optim.Muon", "moonlight": "Moonlight"}
+
+
+def _preset_label(name: str) -> str:
+    """What a preset sets, read from :data:`PRESETS` (so the docs cannot drift from the code)."""
+    p = PRESETS[name]
+    return (
+        f"{_PRESET_SOURCES[name]}: lr {p['lr']:g}, weight_decay {p['weight_decay']:g}, adjust_lr {p['adjust_lr']}, "
+        f"eps_mode {p['eps_mode']}"
+    )
+
+
+_CONVENTIONS = (
+    R.Convention(
+        point="lr, weight decay and the rest of a recipe",
+        paper="Keller Jordan's post and reference code: lr 0.02, momentum 0.95, Nesterov, 5 Newton–Schulz steps, "
+        "no decay",
+        elsewhere="torch.optim.Muon: lr 1e-3, weight_decay 0.1; Moonlight (Liu et al. 2025): lr 1e-3, decay 0.1 "
+        "with the AdamW-matching scale",
+        switch="preset",
+        choices=tuple((name, _preset_label(name)) for name in PRESETS),
+    ),
+    R.Convention(
+        point="lr scale by matrix shape (rows × cols)",
+        paper="Keller Jordan's code: √max(1, rows/cols)",
+        elsewhere="torch.optim.Muon: `adjust_lr_fn=None` or 'original' the same, 'match_rms_adamw' "
+        "0.2·√max(rows, cols) (Moonlight's, matches AdamW's update RMS)",
+        switch="adjust_lr",
+        choices=(
+            ("original", "√max(1, rows/cols): Keller Jordan, torch's default"),
+            ("match_rms_adamw", "0.2·√max(rows, cols): Moonlight, torch's 'match_rms_adamw'"),
+            ("none", "no shape factor"),
+        ),
+    ),
+    R.Convention(
+        point="normalization before Newton–Schulz",
+        paper="Keller Jordan's code: G/(‖G‖_F + 1e-7)",
+        elsewhere="torch.optim.Muon: G/max(‖G‖_F, eps), eps=1e-7",
+        switch="eps_mode",
+        choices=(("add", "‖G‖_F + eps: Keller Jordan, Moonlight"), ("clamp", "max(‖G‖_F, eps): torch.optim.Muon")),
+    ),
+    R.Convention(
+        point="Newton–Schulz polynomial",
+        paper="Keller Jordan's code: quintic (3.4445, −4.7750, 2.0315), 5 steps",
+        elsewhere="torch.optim.Muon and Moonlight: the same constants and 5 steps",
+        switch="ns_coefficients",
+        choices=(
+            (QUINTIC_MUON, "Keller Jordan, torch.optim.Muon, Moonlight"),
+            (CUBIC, "classical Newton–Schulz, converges to UVᵀ (use `ns_steps=15`)"),
+        ),
+    ),
+    R.Convention(
+        point="momentum form",
+        paper="Keller Jordan's current code: EMA, B ← μB + (1 − μ)G (lerp)",
+        elsewhere="torch.optim.Muon: the same; Moonlight and Keller Jordan's older code: B ← μB + G, 1/(1 − μ) "
+        "times larger, which Newton–Schulz normalizes away",
+        fixed="the EMA form in every preset",
+    ),
+    R.Convention(
+        point="conv kernels (≥ 3-D parameters)",
+        paper="Keller Jordan's code: orthogonalizes the (out, in·kh·kw) matrix but takes the scale from the last two "
+        "dims of the unflattened gradient",
+        elsewhere="torch.optim.Muon: 2-D parameters only",
+        fixed="the (out, in·kh·kw) matrix for both the orthogonalization and the scale",
+    ),
+    R.Convention(
+        point="the elementwise fallback for non-matrix parameters",
+        paper="Keller Jordan's MuonWithAuxAdam: AdamW, betas (0.9, 0.95), eps 1e-10",
+        elsewhere="torch.optim.Muon: none (rejects non-2-D parameters); Moonlight: AdamW, betas (0.9, 0.95), eps 1e-8",
+        switch="fallback_options",
+        choices=tuple(
+            (
+                PRESETS[name]["fallback_options"],
+                f"{_PRESET_SOURCES[name]} (preset {name!r}, fallback {PRESETS[name]['fallback']})",
+            )
+            for name in PRESETS
+        ),
+    ),
+)
+
+
 R.register(
     R.AlgorithmSpec(
         name="muon",
@@ -471,5 +553,6 @@ R.register(
             "with <2 dims, or in groups with use_muon=False, use the fallback (a registered elementwise algorithm) "
             "with the group's lr and weight_decay."
         ),
+        conventions=_CONVENTIONS,
     )
 )

@@ -14,6 +14,7 @@ from .. import registry as R
 from . import _kernels as K
 from ._base import Optimizer
 from ._rules import BETA, OneOf, Range, Tuple
+from .adam import TORCH_DECAY_SWITCH
 
 
 def momentum_schedule(beta1: K.Scalar, step: K.Scalar, momentum_decay: K.Scalar) -> K.Scalar:
@@ -147,5 +148,6 @@ R.register(
             "Π μ_i is kept as a 0-d fp32 state tensor 'mu_product' (torch.optim.NAdam's layout), so state and "
             "trajectory match torch; decoupled_weight_decay=True is NAdamW."
         ),
+        conventions=(TORCH_DECAY_SWITCH,),
     )
 )

@@ -209,6 +209,16 @@ _SPACE = {
     "weight_decay": R.LogUniform(1e-6, 1.0),
 }
 
+_CONVENTIONS = (
+    R.Convention(
+        point="bias correction",
+        paper="none",
+        elsewhere="the authors' code: the step is rescaled as torch's Adam",
+        switch="bias_correction",
+        choices=((False, "the paper"), (True, "the authors' code")),
+    ),
+)
+
 _NOTES = (
     "Plays w_{t+1} = w_{t+1/2} - lr*h_{t+1}/sqrt(vhat_t), h_{t+1} = b1*theta_{t-1} + (1-b1)*m_{t+1} (theta_{t-1} "
     "as in the paper and the authors' code); v is the EMA of the squared prediction error (g_t - m_t)^2. "
@@ -239,6 +249,7 @@ R.register(
         test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1, span=3, bias_correction=True),
         convergence_hparams={"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 0.1, "steps": 8000}},
         notes=_NOTES,
+        conventions=_CONVENTIONS,
     )
 )
 
@@ -257,5 +268,6 @@ R.register(
         test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),
         convergence_hparams={"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 0.1, "steps": 8000}},
         notes=_NOTES,
+        conventions=_CONVENTIONS,
     )
 )

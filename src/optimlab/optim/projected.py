@@ -332,6 +332,16 @@ _COMMON = dict(rank_fraction=None, project=True)
 
 # state_tensors (the catalogue's "state/param" column): fp32-equivalent parameter-sized tensors for a 1024 × 1024
 # fp32 matrix at the defaults; the exact bytes for any shape come from state_formula.
+#: eps and decay placement of the low-rank Adam step (galore, coap)
+EPS_AND_DECAY = R.Convention(
+    point="where eps and weight decay enter",
+    paper="—",
+    elsewhere="the GaLore and COAP codes: eps added to √v with the bias corrections folded into the step size; "
+    "decay p ← p − lr·λ·p after the step",
+    fixed="torch.optim.AdamW's: eps added to √v̂, decay before the step (differs by √(1 − β2ᵗ) on eps and O(lr²λ))",
+)
+
+
 R.register(
     R.AlgorithmSpec(
         name="galore",
@@ -367,6 +377,17 @@ R.register(
             "Paper defaults (LLaMA pre-training): r = 128…512, T = 200, α = 0.25, lr = 0.01. Refresh at steps "
             "1, T+1, … (the code's 0-based iter % T == 0); moments are not re-projected (GaLore's rule). Decay before "
             "the step and eps on √v̂ (torch's AdamW conventions; the authors' code differs by O(η²λ) and √(1−β2ᵗ)·eps)."
+        ),
+        conventions=(
+            R.Convention(
+                point="scale α of the projected-back step",
+                paper="α = 0.25 in the LLaMA pre-training runs",
+                elsewhere="the authors' galore_torch: `GaLoreProjector(scale=1.0)` by default; their C4 scripts pass "
+                "`--galore_scale 0.25`",
+                switch="scale",
+                choices=((0.25, "the paper, the authors' scripts"), (1.0, "galore_torch's GaLoreProjector default")),
+            ),
+            EPS_AND_DECAY,
         ),
     )
 )
@@ -408,6 +429,14 @@ R.register(
             "Orthonormal DCT-II basis, ℓ1 column scores (authors' code default), top-r kept best-first; moments "
             "rotated by R = Q_newᵀQ_old on refresh (paper), v through |R v|. Error feedback not provided. The "
             "authors' code refreshes at steps 1, T, 2T; here 1, T+1, … like the rest of the family."
+        ),
+        conventions=(
+            R.Convention(
+                point="projector refresh steps (period T)",
+                paper="—",
+                elsewhere="the authors' code: steps 1, T, 2T, …",
+                fixed="steps 1, T + 1, 2T + 1, … like the rest of the GaLore family",
+            ),
         ),
     )
 )
@@ -491,6 +520,17 @@ R.register(
         notes=(
             "Authors' code defaults: T_u = 32, reproject_factor = 5, P step 0.1 with gradient clipping at norm 1, "
             "initial sketch seeded 3407, restore_state=False (reproject='none'; 'rotate_sqrt' is restore_state=True)."
+        ),
+        conventions=(
+            R.Convention(
+                point="moments when the projector is recomputed",
+                paper="—",
+                elsewhere="the authors' code: `restore_state=False` (moments kept as they are) by default; "
+                "`restore_state=True` projects them back with the old P and down with the new one",
+                switch="reproject",
+                choices=(("none", "restore_state=False"), ("rotate_sqrt", "restore_state=True")),
+            ),
+            EPS_AND_DECAY,
         ),
     )
 )

@@ -381,5 +381,14 @@ R.register(
             "rank-1 gradient statistics (deterministic low-dimensional problems, e.g. Rosenbrock with "
             "preconditioner_max_skew=inf) can blow up; the default skew 1.0 keeps vectors diagonal."
         ),
+        conventions=(
+            R.Convention(
+                point="which Kron preconditioner fit",
+                paper="—",
+                elsewhere='Li\'s psgd_torch: default `dQ="QE"` now; `"EQ"` (triangular Q, random probe) is the '
+                "form kron_torch, HeavyBall and pytorch_optimizer adapted",
+                fixed='`dQ="EQ"`',
+            ),
+        ),
     )
 )

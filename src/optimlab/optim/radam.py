@@ -15,6 +15,7 @@ from .. import registry as R
 from . import _kernels as K
 from ._base import Optimizer
 from ._rules import BETA, OneOf, Range, Tuple
+from .adam import TORCH_DECAY_SWITCH
 
 
 def sma_length(beta2: K.Scalar, step: K.Scalar) -> tuple[K.Scalar, K.Scalar]:
@@ -157,6 +158,28 @@ R.register(
             "torch.optim.RAdam (ρ_t > 5) use 5, our default (rho_threshold=4.0 gives the paper's). Below it the step "
             "is lr·m̂ (the paper's and torch's SGD fallback; the authors' code by default skips the update). "
             "eps as in torch: lr·r_t·m̂·√(1 − β2ᵗ)/(√v + eps). Compiled mode picks the branch with torch.where."
+        ),
+        conventions=(
+            R.Convention(
+                point="when the rectified step starts",
+                paper="Algorithm 2: when ρ_t > 4",
+                elsewhere="torch.optim.RAdam: ρ_t > 5; the authors' code: N_sma ≥ 5",
+                switch="rho_threshold",
+                choices=((5.0, "torch.optim.RAdam (ρ_t > 5)"), (4.0, "the paper (ρ_t > 4)")),
+            ),
+            R.Convention(
+                point="the step before rectification starts",
+                paper="Algorithm 2: θ ← θ − α_t·m̂_t (momentum SGD)",
+                elsewhere="torch.optim.RAdam: the same; the authors' code skips the update by default",
+                fixed="lr·m̂ (the paper, torch)",
+            ),
+            R.Convention(
+                point="eps in the adaptive learning rate",
+                paper="Algorithm 2: l_t = √((1 − β2ᵗ)/v_t), no eps",
+                elsewhere="torch.optim.RAdam: √(1 − β2ᵗ)/(√v + eps)",
+                fixed="torch's √(1 − β2ᵗ)/(√v + eps)",
+            ),
+            TORCH_DECAY_SWITCH,
         ),
     )
 )

@@ -217,6 +217,15 @@ def _sania_state_bytes(shape, dtype, hp) -> int:
     return R.dense_state_bytes(shape, dtype, len(_STATE[hp.get("preconditioner", "adagrad_sqr")]))
 
 
+_SANIA_CONVENTIONS = (
+    R.Convention(
+        point="how eps guards the preconditioner",
+        paper="—",
+        elsewhere="the authors' PyTorch package: B̂ = max(B, 0.1); their NumPy experiments add 1e-8 to B instead",
+        fixed="the package's max(B, eps), eps = 0.1",
+    ),
+)
+
 R.register(
     R.AlgorithmSpec(
         name="sania",
@@ -239,6 +248,7 @@ R.register(
             "rosenbrock": {"preconditioner": "adam_sqr", "beta": 0.99, "steps": 3000},
         },
         notes=_SANIA_NOTES,
+        conventions=_SANIA_CONVENTIONS,
     )
 )
 
@@ -268,5 +278,6 @@ R.register(
         test_hparams=dict(lr=0.8, beta=0.9, eps=0.5, f_star=-5.0, hessian_samples=2),
         convergence_hparams={"quadratic": {"steps": 300}, "rosenbrock": {"beta": 0.5, "steps": 4000}},
         notes=_SANIA_NOTES + " Hutchinson: D is a zero-initialized EMA debiased by 1 − βᵗ (as Adam-SQR's v).",
+        conventions=_SANIA_CONVENTIONS,
     )
 )

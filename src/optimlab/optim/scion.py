@@ -243,5 +243,21 @@ R.register(
             "≤1-D); set per group: 'sign' for output layers (the authors use radius ×60 there), 'col' with "
             "transpose=True for embeddings. unconstrained=True is uScion (no shrinkage)."
         ),
+        conventions=(
+            R.Convention(
+                point="what `momentum` means",
+                paper="α weights the new gradient: d ← (1 − α)·d + α·g (α = 1: no averaging); nanoGPT runs: α = 0.1",
+                elsewhere="the authors' scion.py: the same form, default momentum 1; torch.optim.SGD's momentum μ "
+                "weights the old buffer instead (b ← μb + g)",
+                fixed="the paper's α: `momentum=0.1` keeps weight 0.9 on the old average",
+            ),
+            R.Convention(
+                point="default radius ρ",
+                paper="nanoGPT runs: ρ = 50 (with lr 2⁻¹²)",
+                elsewhere="the authors' scion.py: radius 1 (with lr 1e-3) by default",
+                switch="scale",
+                choices=((50.0, "the paper's nanoGPT setting"), (1.0, "the authors' code default")),
+            ),
+        ),
     )
 )

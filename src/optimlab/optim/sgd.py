@@ -97,6 +97,13 @@ def _sgd_state_bytes(shape, dtype, hp) -> int:
     return R.dense_state_bytes(shape, dtype, 1 if hp.get("momentum", 0) != 0 else 0)
 
 
+MOMENTUM_FORM = R.Convention(
+    point="where lr enters the momentum",
+    paper="v ← μv + lr·g, p ← p − v (torch's docs' rendering of Sutskever et al.)",
+    elsewhere="torch.optim.SGD: b ← μb + g (b = g on the first step), p ← p − lr·b; its docs note the difference",
+    fixed="torch.optim.SGD's form (the two differ when lr changes during training)",
+)
+
 R.register(
     R.AlgorithmSpec(
         name="sgd",
@@ -122,6 +129,7 @@ R.register(
         torch_equivalent=R.TorchParity("torch.optim.SGD"),
         test_hparams=dict(lr=1e-2, momentum=0.8, dampening=0.1, weight_decay=0.05),
         convergence_hparams={"quadratic": {"lr": 0.05}, "rosenbrock": {"lr": 1e-3}},
+        conventions=(MOMENTUM_FORM,),
     )
 )
 
@@ -150,5 +158,6 @@ R.register(
         torch_equivalent=R.TorchParity("torch.optim.SGD"),
         test_hparams=dict(lr=1e-2, momentum=0.8, weight_decay=0.05, nesterov=True),
         convergence_hparams={"quadratic": {"lr": 0.05}, "rosenbrock": {"lr": 1e-3}},
+        conventions=(MOMENTUM_FORM,),
     )
 )

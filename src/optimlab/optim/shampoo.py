@@ -281,5 +281,27 @@ R.register(
             "one factor with exponent −1/2. Momentum is applied to the gradient before preconditioning, as the "
             "TF code. grafting='adagrad' rescales each step to AdaGrad's norm (Agarwal et al. 2020)."
         ),
+        conventions=(
+            R.Convention(
+                point="grafting",
+                paper="none (Algorithms 1, 2)",
+                elsewhere="later work (Agarwal et al. 2020; Anil et al. 2020): each layer's step rescaled to AdaGrad's "
+                "step norm",
+                switch="grafting",
+                choices=(("none", "Gupta et al. 2018"), ("adagrad", "AdaGrad grafting (Agarwal et al., Anil et al.)")),
+            ),
+            R.Convention(
+                point="root refresh steps with `update_freq` f > 1",
+                paper="—",
+                elsewhere="the authors' TF ShampooOptimizer: identity until step f, then at multiples of f",
+                fixed="steps 1, 1 + f, 1 + 2f, …",
+            ),
+            R.Convention(
+                point="tensors of order > 2",
+                paper="Algorithm 2: one factor per dimension, exponent −1/(2·order)",
+                elsewhere="—",
+                fixed="two factors of the (shape[0], prod(rest)) matrix, exponent −1/4",
+            ),
+        ),
     )
 )

@@ -268,5 +268,20 @@ R.register(
             "applied after the step. ≥3-D tensors are rotated as the (shape[0], prod(rest)) matrix (the code's "
             "default rotates every dimension); 1-D parameters are plain Adam unless precondition_1d=True."
         ),
+        conventions=(
+            R.Convention(
+                point="1-D parameters",
+                paper="—",
+                elsewhere="the authors' soap.py: `precondition_1d=False` (plain Adam on vectors) by default",
+                switch="precondition_1d",
+                choices=((False, "the authors' default"), (True, "the authors' `precondition_1d=True`")),
+            ),
+            R.Convention(
+                point="tensors of 3 or more dims",
+                paper="—",
+                elsewhere="the authors' soap.py: one rotation per dimension by default",
+                fixed="one rotation per side of the (shape[0], prod(rest)) matrix",
+            ),
+        ),
     )
 )

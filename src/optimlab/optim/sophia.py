@@ -226,6 +226,23 @@ _SOPHIA_PAPER = R.Paper(
     "#138",
 )
 
+#: conventions shared by Sophia-H and Sophia-G (docs/conventions.md)
+_SOPHIA_CONVENTIONS = (
+    R.Convention(
+        point="β1",
+        paper="0.96 (the ICLR version's setup)",
+        elsewhere="the official (Sophia-G) PyTorch code: 0.965",
+        switch="betas",
+        choices=(((0.96, 0.99), "the paper"), ((0.965, 0.99), "the official code")),
+    ),
+    R.Convention(
+        point="eps in the clipped ratio",
+        paper="clip(m / max(γ·h, ε), 1)",
+        elsewhere="the official (Sophia-G) PyTorch code: m / (ρ·B·h + ε), the same for h ≥ 0",
+        fixed="the paper's max (a negative Hutchinson estimate gives a sign step instead of reversing the step)",
+    ),
+)
+
 _SOPHIA_NOTES = (
     "Paper (ICLR version, Algorithm 3): θ ← θ − ηλθ; θ ← θ − η·clip(m_t / max{γ·h_t, ε}, 1), h refreshed when "
     "t mod k = 1, h initialized to 0, m and h not debiased; β1 = 0.96, β2 = 0.99, ε = 1e-12, k = 10 (paper's "
@@ -270,6 +287,7 @@ R.register(
             "rosenbrock": {"lr": 0.1, "weight_decay": 0.0, "steps": 1500},
         },
         notes=_SOPHIA_NOTES,
+        conventions=_SOPHIA_CONVENTIONS,
     )
 )
 
@@ -318,5 +336,20 @@ R.register(
         },
         notes=_SOPHIA_NOTES
         + " Sophia-G exists in no other library; its closure returns (loss, logits) (see the class docstring).",
+        conventions=(
+            *_SOPHIA_CONVENTIONS,
+            R.Convention(
+                point="the curvature estimate",
+                paper="Gauss–Newton–Bartlett (Algorithm 2): ĥ = B·ĝ ⊙ ĝ, ĝ the gradient on labels sampled from the "
+                "model's softmax",
+                elsewhere="the official code's `update_hessian()`, called after an ordinary backward, squares the "
+                "gradient of the true labels (an empirical-Fisher proxy)",
+                switch="estimator",
+                choices=(
+                    ("gnb", "the paper (the closure returns logits)"),
+                    ("squared_gradient", "g ⊙ g of the closure"),
+                ),
+            ),
+        ),
     )
 )

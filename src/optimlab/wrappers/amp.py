@@ -135,5 +135,14 @@ R.register(
             "global projection (the paper) by default; the authors' code projects per tensor (per_tensor=True); "
             "defaults from their main.py"
         ),
+        conventions=(
+            R.Convention(
+                point="the ε-ball of the perturbation",
+                paper="one ball for the whole parameter vector",
+                elsewhere="the authors' code: one ball per parameter tensor (ε = 0.5 was tuned with it)",
+                switch="per_tensor",
+                choices=((False, "the paper"), (True, "the authors' code")),
+            ),
+        ),
     )
 )

@@ -187,6 +187,7 @@ def _register(
     notes: str = "",
     cls: type = SAM,
     base_defaults: dict[str, Any] | None = None,
+    conventions: tuple[R.Convention, ...] = (),
 ) -> None:
     base_defaults = {"lr": 0.05, "momentum": 0.9} if base_defaults is None else base_defaults
     R.register(
@@ -209,6 +210,7 @@ def _register(
             # a fixed ρ biases SAM's fixed point by O(ρ): the convergence tests use a small one
             convergence_hparams={"quadratic": {"lr": 0.1, "rho": 1e-3}, "rosenbrock": {"lr": 1e-3, "rho": 1e-4}},
             notes=notes,
+            conventions=conventions,
         )
     )
 
@@ -236,6 +238,14 @@ _register(
     ),
     {"rho": 0.5, "adaptive": True, "eta": 0.01},
     notes="T = |w| + η on every parameter; the authors' code leaves non-'weight' parameters (biases) unnormalized.",
+    conventions=(
+        R.Convention(
+            point="which parameters get the adaptive scale T = |w| + η",
+            paper="—",
+            elsewhere="the authors' code: only parameters named 'weight'; biases are left unscaled",
+            fixed="every perturbed parameter",
+        ),
+    ),
 )
 _register(
     "usam",
