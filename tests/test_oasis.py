@@ -137,3 +137,22 @@ def test_a_group_whose_gradients_are_all_non_finite_is_skipped():
         opt.step(closure)
     assert torch.equal(b.detach(), torch.tensor([2.0, 1.0], dtype=torch.float64))
     assert opt.param_groups[1]["nonfinite_skips"] == 3 and torch.isfinite(a).all()
+
+
+@pytest.mark.parametrize("lipschitz", ["same_batch", "previous_gradient"])
+def test_a_gradient_jump_beyond_fp32_range_keeps_a_positive_finite_step_size(lipschitz):
+    """fp32 gradients that jump by 1e20 (a diverging run) square to inf in fp32; the step-size estimate is taken in
+    float64, so η stays positive and finite and the next step does not divide by zero (it used to)."""
+    x = torch.ones(4, requires_grad=True)
+    opt = OASIS([x], lr=1.0, lipschitz=lipschitz)
+    for scale in (1.0, 1e20, 1e20):
+
+        def closure(scale=scale):
+            opt.zero_grad()
+            loss = 0.5 * scale * (x**2).sum()
+            loss.backward(create_graph=True)
+            return loss
+
+        opt.step(closure)
+        eta = float(opt.state[x]["eta"])
+        assert math.isfinite(eta) and eta > 0

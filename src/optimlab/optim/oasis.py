@@ -166,16 +166,18 @@ class OASIS(SecondOrderOptimizer):
             device = history[0].p.device
             num, den = [], []
             for e in history:
-                d_hat = e.state["hessian_diag"].abs().clamp(min=group["alpha"])
-                dw = e.work - e.state["prev_param"]
-                dg = e.grad - previous[id(e)]
-                num.append((dw * dw * d_hat).sum().to(device=device, dtype=torch.float64))
-                den.append((dg * dg / d_hat).sum().to(device=device, dtype=torch.float64))
+                # in float64: squared differences of fp32 values overflow (or underflow) fp32 when the iterates or
+                # gradients jump, which would make η exactly 0 (and θ = η/η_prev divide by zero next step)
+                d_hat = e.state["hessian_diag"].abs().clamp(min=group["alpha"]).double()
+                dw = (e.work - e.state["prev_param"]).double()
+                dg = (e.grad - previous[id(e)]).double()
+                num.append((dw * dw * d_hat).sum().to(device=device))
+                den.append((dg * dg / d_hat).sum().to(device=device))
             a, b = torch.stack([torch.stack(num).sum(), torch.stack(den).sum()]).tolist()
             grow = math.sqrt(1 + theta_prev) * eta_prev
             lipschitz = 0.5 * math.sqrt(a / b) if a > 0 and b > 0 else math.inf
             eta = min(grow, lipschitz)
-            if not math.isfinite(eta):
+            if not (math.isfinite(eta) and eta > 0):  # no usable estimate (non-finite or vanishing): keep η
                 eta = eta_prev
             theta = eta / eta_prev
         for e in members:
