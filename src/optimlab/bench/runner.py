@@ -208,6 +208,15 @@ class _HvpCounter:
             self.active = was
 
 
+@contextlib.contextmanager
+def create_graph_warning_silenced():
+    """Silence torch's warning about ``backward(create_graph=True)`` leaking through the parameter/gradient cycle:
+    :func:`train_step` drops the gradients after every step, which is what the warning asks for."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Using backward\(\) with create_graph=True")
+        yield
+
+
 def step_counter(handle: adapters.AlgorithmHandle) -> _HvpCounter:
     """The counter of what ``handle``'s ``step`` evaluates itself: HVPs (``requires_hvp``; they win if an optimizer
     asked for both) or sampled-label gradients (``requires_logits``)."""
@@ -395,9 +404,7 @@ def _train(
         curve["metric"].append(metric if math.isfinite(metric) else None)
         curve["train_loss"].append(train_loss if train_loss is None or math.isfinite(train_loss) else None)
 
-    with step_counter(handle) as counter, warnings.catch_warnings():
-        # the runner drops the gradients after every step, which is what this warning asks for
-        warnings.filterwarnings("ignore", message=r"Using backward\(\) with create_graph=True")
+    with step_counter(handle) as counter, create_graph_warning_silenced():
         metric0 = task.evaluate()
         result.initial_metric = result.best_metric = result.final_metric = metric0
         record(0, metric0, None)

@@ -43,7 +43,7 @@ def measure(
             optimizer.train()
         times = []
         cuda = torch.device(device).type == "cuda"
-        with runner.step_counter(handle) as counter:
+        with runner.step_counter(handle) as counter, runner.create_graph_warning_silenced():
             for i in range(warmup + steps):
                 if cuda:
                     torch.cuda.synchronize()
