@@ -43,6 +43,8 @@ def test_summary_and_markdown(filled_store):
     assert d["stats"]["adamw"]["runs"] == 6
     md = report.render_markdown(summary)
     assert "| 1 |" in md and "adamw" in md and "sgd" in md and "`defaults`" in md
+    assert all(f"| {w} | " in md for w in WORKLOADS)  # the per-workload outcome table
+    assert sum(o["runs"] for o in d["outcomes"]["adamw"].values()) == 6
     report.write_json(summary, str(path / "summary.json"))
     assert json.loads((path / "summary.json").read_text())["suite"] == version
     out = io.StringIO()
@@ -50,6 +52,19 @@ def test_summary_and_markdown(filled_store):
     lines = out.getvalue().splitlines()
     assert n == len(lines) - 1 > 0 and lines[0].startswith("suite,ruleset,workload")
     assert "p_lr" in lines[0]
+
+
+def test_outcomes_count_statuses_and_take_medians_over_finished_runs():
+    def rec(status, best, steps=None, algorithm="a", workload="w"):
+        return {"ruleset": "defaults", "algorithm": algorithm, "workload": workload, "status": status,
+                "best_metric": best, "steps_to_target": steps}  # fmt: skip
+
+    records = [rec("hit", 0.1, 40), rec("hit", 0.2, 60), rec("miss", 0.9), rec("diverged", None), rec("error", None)]
+    records.append({**rec("hit", 0.0, 1), "ruleset": "tuned"})  # another ruleset: not counted
+    o = report.outcomes(records, "defaults")["a"]["w"]
+    assert (o["runs"], o["hits"], o["diverged"], o["errors"]) == (5, 2, 1, 1)
+    assert o["median_best"] == 0.2 and o["median_steps_to_target"] == 50
+    assert report._outcome_cell(o) == "2/5 hit · best 0.2 · 50 steps · 1 diverged · 1 errors"
 
 
 def test_html_is_self_contained(filled_store):

@@ -80,6 +80,7 @@ def build(
             n_boot=n_boot,
             max_steps=max_steps,
         )
+        sc["outcomes"] = outcomes(records, ruleset)
         summary["rulesets"][ruleset] = sc
         if ruleset == "tuned" and baseline in sc["algorithms"]:
             # the defaults ruleset's speedups are relative to *tuned* baseline when it exists
@@ -89,6 +90,43 @@ def build(
             }
         summary["curves"][ruleset] = _curves(records, ruleset)
     return summary
+
+
+def outcomes(records: list[dict[str, Any]], ruleset: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per algorithm and workload, over the ruleset's runs: how many ran, hit the target, diverged or failed, the
+    median of each run's best metric (diverged and failed runs left out) and the median steps to target of the
+    hits."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        if r["ruleset"] == ruleset:
+            groups.setdefault((r["algorithm"], r["workload"]), []).append(r)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for (algorithm, workload), runs in groups.items():
+        best = [r["best_metric"] for r in runs if r["status"] in ("hit", "miss") and r.get("best_metric") is not None]
+        steps = [r["steps_to_target"] for r in runs if r["status"] == "hit"]
+        out.setdefault(algorithm, {})[workload] = {
+            "runs": len(runs),
+            "hits": sum(r["status"] == "hit" for r in runs),
+            "diverged": sum(r["status"] == "diverged" for r in runs),
+            "errors": sum(r["status"] == "error" for r in runs),
+            "median_best": float(np.median(best)) if best else None,
+            "median_steps_to_target": float(np.median(steps)) if steps else None,
+        }
+    return out
+
+
+def _outcome_cell(o: Mapping[str, Any] | None) -> str:
+    if not o:
+        return "—"
+    text = f"{o['hits']}/{o['runs']} hit"
+    if o["median_best"] is not None:
+        text += f" · best {o['median_best']:.3g}"
+    if o["median_steps_to_target"] is not None:
+        text += f" · {o['median_steps_to_target']:.0f} steps"
+    for key in ("diverged", "errors"):
+        if o[key]:
+            text += f" · {o[key]} {key}"
+    return text
 
 
 def _workload_order(wid: str) -> int:
@@ -627,6 +665,18 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
                 f"| {i} | {r['algorithm']} | {r['library']} | {r['T'][1]} | {r['S'][1]} | {r['G'][1]} | {sp} | "
                 f"{r['hit_rate']:.0%} | {r['failure_rate']:.0%} |"
             )
+        algorithms = [r["algorithm"] for r in leaderboard_rows(sc)]
+        lines += [
+            "",
+            "Per workload: runs that hit the target · median of the runs' best metric · median steps to target.",
+            "",
+            "| workload | target | " + " | ".join(algorithms) + " |",
+            "|---|---|" + "---|" * len(algorithms),
+        ]
+        for w in summary["workloads"]:
+            target = f"{'≥' if w['direction'] == 'max' else '≤'}{w['target']:g}"
+            cells = [_outcome_cell(sc.get("outcomes", {}).get(a, {}).get(w["id"])) for a in algorithms]
+            lines.append(f"| {w['id']} | {target} | " + " | ".join(cells) + " |")
     lines.append("")
     return "\n".join(lines)
 
