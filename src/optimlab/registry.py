@@ -137,6 +137,9 @@ class AlgorithmSpec:
     low_precision_state: bool = False
     #: the closure returns ``(loss, logits)`` at the default settings (Sophia-G's Gauss-Newton-Bartlett estimator)
     closure_returns_logits: bool = False
+    #: the closure returns the class-split losses ``(head_loss, tail_loss)`` (ImbSAM: the tail classes are the rare
+    #: ones of a class-imbalanced training set); a plain-loss closure makes it a different algorithm (all-tail: SAM)
+    closure_returns_head_tail: bool = False
     dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
     supports_complex: bool = True
     #: "module:function" of the plain reference implementation under tests/reference

@@ -59,6 +59,8 @@ class AlgorithmHandle:
     requires_hvp: bool = False
     #: the closure must return ``(loss, logits)`` (registry ``closure_returns_logits``: Sophia-G)
     requires_logits: bool = False
+    #: the closure must return class-split losses ``(head, tail)`` (ImbSAM), which no workload provides
+    requires_head_tail: bool = False
     source_hash: str = ""
     #: parameter-sized state tensors declared by the registry record (None for other libraries)
     state_tensors: float | None = None
@@ -129,6 +131,7 @@ def _from_registry(name: str, display_id: str) -> AlgorithmHandle:
         requires_closure=bool(spec.requires_closure or getattr(spec.cls, "requires_closure", False)),
         requires_hvp=needs_hvp(spec),
         requires_logits=needs_logits(spec),
+        requires_head_tail=bool(spec.closure_returns_head_tail),
         source_hash=_hash_sources(sources),
         state_tensors=spec.state_tensors,
         typed_groups=True,

@@ -181,10 +181,16 @@ def cmd_list(args) -> int:
                     ("closure", s.requires_closure),
                     ("hvp", adapters.needs_hvp(s)),
                     ("logits", adapters.needs_logits(s)),
+                    ("head/tail", s.closure_returns_head_tail),
                 )
                 if on
             )
-            print(f"{s.name:16} {s.family:12} {flags:15} {s.summary}")
+            print(f"{s.name:16} {s.family:12} {flags:18} {s.summary}")
+        print(
+            "\nflags: closure/hvp/logits: what the harness feeds the step (logits: only on workloads whose loss is a "
+            "cross-entropy of logits); head/tail: needs class-split losses of an imbalanced workload (none in the "
+            "suite: not applicable)"
+        )
         libs = adapters.available_libraries()
         others = ", ".join(f"{k}:" for k, v in libs.items() if v and k != "optimlab")
         print(f"\nother installed libraries (use prefix:ClassName): {others or 'none'}")

@@ -21,6 +21,9 @@ The runner owns the training loop, so that every optimizer sees the same harness
   prints the pairs left out and why; a trial run directly on such a pair ends at once with status ``error`` and
   the message ``not applicable: …`` (no training). In scoring a left-out pair counts like a miss (AlgoPerf: a
   method is ranked on every workload of the suite);
+* no class-split closures: an optimizer whose closure must return ``(head_loss, tail_loss)`` (ImbSAM,
+  ``closure_returns_head_tail``) needs a class-imbalanced workload, and the suite has none, so it is not applicable
+  everywhere rather than run as SAM under its name;
 * ``optimizer.train()``/``optimizer.eval()`` around evaluations for optimizers that have them (schedule-free);
   that switch counts as training time;
 * train-only wall time (batch, forward, backward, step, schedule; evaluation excluded), evaluation every
@@ -147,7 +150,15 @@ class NotApplicable(ValueError):
 
 def not_applicable(handle: adapters.AlgorithmHandle, workload: W.Workload) -> str | None:
     """Why ``handle`` cannot run on ``workload`` (None when it can): an optimizer whose closure must return
-    ``(loss, logits)`` needs a workload whose loss is the cross-entropy of logits."""
+    ``(loss, logits)`` needs a workload whose loss is the cross-entropy of logits; one whose closure must return
+    class-split losses ``(head, tail)`` (ImbSAM) needs a class-imbalanced workload, which the suite does not have
+    (run with a plain loss it would be SAM under another name)."""
+    if handle.requires_head_tail:
+        return (
+            f"{handle.id} needs head/tail class-split losses (its closure returns (head_loss, tail_loss)) from a "
+            f"class-imbalanced classification workload; {workload.id}, like every workload of the suite, has "
+            "no rare classes to split off (a plain loss would run it as SAM)"
+        )
     if handle.requires_logits and not workload.provides_logits:
         with_logits = ", ".join(w.id for w in W.all_workloads() if w.provides_logits)
         return (

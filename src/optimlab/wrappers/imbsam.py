@@ -119,6 +119,7 @@ R.register(
         search_space={"lr": R.LogUniform(1e-4, 1.0), "rho": R.LogUniform(0.0025, 0.25)},
         state_tensors=1,  # the SGD-momentum buffer; w and ∇L_H(w) live only inside a step
         requires_closure=True,
+        closure_returns_head_tail=True,
         supports_complex=False,
         reference="tests.reference.imbsam:imbsam",
         test_hparams=dict(lr=0.05, momentum=0.8, weight_decay=0.01),
