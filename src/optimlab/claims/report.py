@@ -213,7 +213,10 @@ def svg_plot(fig: Figure, width: int = 360, height: int = 210) -> str:
         f'transform="rotate(-90 10 {top + ph / 2})">{html.escape(fig.ylabel)}{" (log)" if fig.logy else ""}'
         "</text>"
     )
-    out.append(f'<text x="{left}" y="12" font-size="10" font-weight="600">{html.escape(fig.title)}</text>')
+    # a title wider than the panel (~5.6 px per bold 10 px glyph) is compressed to fit rather than cut off
+    avail = width - left - 4
+    fit = f' textLength="{avail}" lengthAdjust="spacingAndGlyphs"' if 5.6 * len(fig.title) > avail else ""
+    out.append(f'<text x="{left}" y="12" font-size="10" font-weight="600"{fit}>{html.escape(fig.title)}</text>')
     out.append("</svg>")
     return "".join(out)
 
