@@ -24,7 +24,8 @@ faster, in each round, of ``dst.copy_(src)`` between two fp32 buffers of ``--par
 read + write) and ``a.add_(b)`` on two such buffers (12 B per element: two reads, one in-place write, the
 access pattern of an in-place optimizer update; a plain copy also pays for write-allocate reads of ``dst``
 and often reaches only ~60% of what in-place kernels stream). pytorch_optimizer rows use the byte model of the
-optimlab algorithm they are matched with.
+optimlab algorithm they are matched with. The adamw rows also include torch's own compiled optimizer
+(``torch.compile(torch.optim.AdamW(...).step)``), the like-for-like reference of ``optimlab compiled``.
 
 Robust timing on a small, shared, noisy machine:
 
@@ -216,6 +217,26 @@ def torch_adamw_candidate(args, *, fused: bool) -> Candidate:
         return _stepper(torch.optim.AdamW(params, **TORCH_ADAMW, **kind), None)
 
     return Candidate(FUSED if fused else LOOP, "adamw", _bytes(optimlab.spec("adamw"), args), build)
+
+
+def torch_adamw_compiled_candidate(args) -> Candidate:
+    """torch.optim.AdamW (default foreach implementation, lr as a tensor) with its ``step`` under ``torch.compile``:
+    torch's own compiled optimizer, the like-for-like reference of ``optimlab compiled``."""
+
+    def build():
+        params = make_params(args.params, args.tensors, device=args.device)
+        hp = {**TORCH_ADAMW, "lr": torch.tensor(TORCH_ADAMW["lr"])}
+        step = torch.compile(torch.optim.AdamW(params, **hp).step)
+
+        def run(steps: int) -> None:
+            for _ in range(steps):
+                step()
+
+        return run
+
+    return Candidate(
+        "torch AdamW, torch.compile(step)", "adamw", _bytes(optimlab.spec("adamw"), args), build, compiled=True
+    )
 
 
 def bandwidth_probes(args) -> list[Candidate]:
@@ -549,6 +570,8 @@ def run_benchmark(args: argparse.Namespace, out=None) -> list[Row]:
             cands.append(optimlab_candidate(spec, args, compiled=True))
             if name in propagate:
                 cands.append(optimlab_candidate(spec, args, compiled=True, nonfinite="propagate"))
+            if name == "adamw":
+                cands.append(torch_adamw_compiled_candidate(args))
         for key in (_normalise(spec.name), _normalise(spec.cls.__name__)):
             if key in po_names:
                 cands.append(pytorch_optimizer_candidate(po, po_names[key], spec, args))
