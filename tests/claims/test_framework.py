@@ -14,7 +14,7 @@ import pytest
 
 import optimlab
 from optimlab import claims
-from optimlab.claims import cli, report
+from optimlab.claims import _framework, cli, report
 from optimlab.claims._framework import ERROR, PENDING, Check, Claim, Figure, Measurements, Series, run_claim
 from optimlab.claims._stats import CONFIRMED, INCONCLUSIVE, NOT_CONFIRMED, AllPass, MeanAbove
 
@@ -50,6 +50,16 @@ def _claim(effect: float = 1.0, **kw) -> Claim:
     )
     fields.update(kw)
     return Claim(**fields)
+
+
+@pytest.fixture
+def pending_claim(monkeypatch) -> Claim:
+    """A synthetic claim whose experiment is not written yet, in the catalogue for the duration of one test (the
+    real catalogue need not have a pending claim)."""
+    claims.all_claims()  # load the real catalogue first
+    claim = Claim(id="P2", title="pending toy", paper="nobody (2025)", statement="to be written", experiment=None)
+    monkeypatch.setitem(_framework._CLAIMS, claim.id, claim)
+    return claim
 
 
 def test_clear_effect_confirms_and_no_effect_does_not():
@@ -169,34 +179,34 @@ def test_svg_plot_handles_log_axes_and_degenerate_data():
     assert "<circle" in report.svg_plot(Figure("one point", [Series("a", [1.0], [2.0])]))
 
 
-def test_catalogue_is_consistent():
+def test_catalogue_is_consistent(pending_claim):
     ids = [c.id for c in claims.all_claims()]
     assert len(ids) == len(set(ids))
-    for wanted in ("C1", "C3", "C4", "C5", "C6", "C7", "C8", "C10", "C13", "C14", "C15", "C16", "C17", "C18", "C19"):
+    for wanted in "C1 C2 C3 C4 C5 C6 C7 C8 C10 C13 C14 C15 C16 C17 C18 C19".split():
         c = claims.get(wanted)
         assert c.pending_reason() is None, wanted
         assert any(ch.role == "verdict" for ch in c.checks) and c.paper and c.statement and c.setting
         assert set(c.requires) <= set(optimlab.available())
-    assert claims.get("C2").pending_reason() is not None
+    assert claims.get("p2") is pending_claim and pending_claim.pending_reason() == "experiment not written yet"
     assert claims.get("c16") is claims.get("C16")
     with pytest.raises(KeyError):
         claims.get("C999")
     assert [c.id for c in claims.select(["C16", "C1"])] == ["C1", "C16"]
 
 
-def test_cli_list_run_report(tmp_path, capsys):
+def test_cli_list_run_report(tmp_path, capsys, pending_claim):
     assert cli.main(["list"]) == 0
     assert "C16" in capsys.readouterr().out
     assert cli.main(["list", "--markdown"]) == 0
     assert capsys.readouterr().out.startswith("| id |")
     out = tmp_path / "out"
-    assert cli.main(["run", "--quick", "--no-progress", "--jobs", "1", "--out", str(out), "C14", "C2"]) == 0
+    assert cli.main(["run", "--quick", "--no-progress", "--jobs", "1", "--out", str(out), "C14", "P2"]) == 0
     doc = json.loads((out / "results.json").read_text())
-    assert [c["id"] for c in doc["claims"]] == ["C2", "C14"]
+    assert [c["id"] for c in doc["claims"]] == ["P2", "C14"]
     assert doc["claims"][0]["status"] == PENDING and doc["meta"]["quick"] is True
     assert (out / "report.html").read_text().count("<svg") == 1
     md = (out / "verdicts.md").read_text()
-    assert "| C14 | " in md and "| C2 | pending |" in md and "**C14 —" in md and "quick configuration" in md
+    assert "| C14 | " in md and "| P2 | pending |" in md and "**C14 —" in md and "quick configuration" in md
     assert (
         cli.main(
             ["report", str(out / "results.json"), "-o", str(tmp_path / "again.html"), "--md", str(tmp_path / "v.md")]
@@ -218,10 +228,42 @@ def test_register_adds_a_claims_subcommand():
     assert parser.parse_args(["claims", "list"]).func is cli._cmd_list
 
 
-def test_parallel_runs_match_in_process_runs():
-    chosen = claims.select(["C14", "C18", "C2"])
+def test_parallel_runs_match_in_process_runs(pending_claim):
+    chosen = claims.select(["C14", "C18", "P2"])
     parallel = cli.run_claims(chosen, quick=True, jobs=2, threads=1, progress=False)
-    assert [r.id for r in parallel] == ["C2", "C14", "C18"]
+    assert [r.id for r in parallel] == ["P2", "C14", "C18"]
     assert parallel[0].status == PENDING
     for r in parallel[1:]:
         assert r.values == run_claim(claims.get(r.id), quick=True).values
+
+
+def test_train_step_feeds_logits_to_sophia_g_and_ignores_them_elsewhere():
+    import torch
+
+    from optimlab.claims import _common as U
+
+    x, y = torch.randn(16, 5, generator=torch.Generator().manual_seed(0)), torch.arange(16) % 3
+
+    def setup(name):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(5, 3)
+        opt = U.make_optimizer(name, model.parameters(), lr=1e-2, update_period=2) if name == "sophia_g" else None
+        opt = opt or U.make_optimizer(name, model.parameters(), lr=1e-2)
+
+        def loss_and_logits():
+            logits = model(x)
+            return torch.nn.functional.cross_entropy(logits, y), logits
+
+        return model, opt, loss_and_logits
+
+    _, opt, fn = setup("sophia_g")
+    assert U.needs_logits(opt)
+    losses = [U.train_step(opt, fn) for _ in range(4)]  # refreshes at steps 1 and 3 use the logits' graph
+    assert losses[-1] < losses[0] and all(float(s["hessian"].abs().sum()) > 0 for s in opt.state.values())
+    with pytest.raises(TypeError, match="logits"):
+        U.train_step(opt, lambda: fn()[0])
+    model, opt, fn = setup("adamw")
+    assert not U.needs_logits(opt)
+    before = model.weight.detach().clone()
+    U.train_step(opt, fn)
+    assert not torch.equal(before, model.weight)

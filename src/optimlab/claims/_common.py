@@ -62,21 +62,39 @@ def needs_hvp(opt: torch.optim.Optimizer) -> bool:
     return bool(getattr(opt, "requires_hvp", False)) or bool(getattr(getattr(opt, "base", None), "requires_hvp", False))
 
 
-def train_step(opt: torch.optim.Optimizer, loss_fn: Callable[[], Tensor]) -> float:
-    """One optimizer step on ``loss_fn()`` (zero_grad, backward, step; through a closure where the optimizer needs
-    one, with ``create_graph`` where it needs Hessian-vector products). Returns the loss before the step."""
-    create_graph = needs_hvp(opt)
+def needs_logits(opt: torch.optim.Optimizer) -> bool:
+    """Whether the optimizer's closure must return ``(loss, logits)`` (the registry's ``closure_returns_logits``:
+    Sophia-G's Gauss–Newton–Bartlett estimator)."""
+    if getattr(opt, "closure_returns_logits", False):
+        return True
+    return any(s.closure_returns_logits and type(opt) is s.cls for s in registry.specs())
 
-    def closure() -> Tensor:
+
+def train_step(opt: torch.optim.Optimizer, loss_fn: Callable[[], Tensor | tuple[Tensor, Tensor]]) -> float:
+    """One optimizer step on ``loss_fn()`` (zero_grad, backward, step; through a closure where the optimizer needs
+    one, with ``create_graph`` where it needs Hessian-vector products). Returns the loss before the step.
+
+    ``loss_fn`` may return ``(loss, logits)``: optimizers that estimate curvature from the logits
+    (:func:`needs_logits`) then get them from the closure, with the forward graph kept (``retain_graph``) on the
+    steps where their ``refresh_due()`` says they are used; every other optimizer ignores the logits."""
+    create_graph = needs_hvp(opt)
+    feed_logits = needs_logits(opt)
+    refresh_due = getattr(opt, "refresh_due", None)
+
+    def closure():
         opt.zero_grad()
-        loss = loss_fn()
-        loss.backward(create_graph=create_graph)
-        return loss
+        out = loss_fn()
+        loss, logits = out if isinstance(out, tuple) else (out, None)
+        if feed_logits and logits is None:
+            raise TypeError(f"{type(opt).__name__} needs the logits: loss_fn must return (loss, logits)")
+        keep = feed_logits and (bool(refresh_due()) if callable(refresh_due) else True)
+        loss.backward(create_graph=create_graph, retain_graph=keep or create_graph)
+        return (loss, logits) if feed_logits else loss
 
     with warnings.catch_warnings():
         # the graph kept by create_graph is released right below, which is what this warning asks for
         warnings.filterwarnings("ignore", message=r"Using backward\(\) with create_graph=True")
-        if needs_closure(opt):
+        if needs_closure(opt) or feed_logits:
             loss = opt.step(closure)
         else:
             loss = closure()
