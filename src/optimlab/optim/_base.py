@@ -18,8 +18,9 @@ supplies everything else, the same way for every algorithm:
   not recompile. Integer hyperparameters (rules with ``integer=True``: iteration counts, periods, ranks) stay
   Python ints: they shape the computation, and changing one recompiles. Under ``compile=True`` the ``"skip"``
   policy is folded into the compiled step: each tensor's finiteness test and its guarded update
-  (``where(finite, new, old)``) run back to back while the gradient is still in cache, instead of as a
-  separate pass over every gradient before the step.
+  (``where(finite, new, old)``) become one fused kernel per tensor instead of a separate eager pass over every
+  gradient before the step. The test still reads each gradient once more (measured +25-35% over ``"propagate"``
+  for AdamW on CPU, where the update itself is memory-bound).
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ def _apply_group_skipping(update: Callable, params, grads, states, steps, hyper:
     gradient was finite; tensors (parameter, state, step counter) of a non-finite one keep their old values.
 
     Written as update-then-select so that inductor fuses the test's reduction, the update and the selection
-    into per-tensor kernels that read the gradient while it is still in cache (the ``clone``s are not
-    materialised when everything fuses). The test is ``sum(g - g) == 0``: ``g - g`` is 0 for finite entries and
+    into one kernel per tensor (the ``clone``s are not materialised: the kernel reduces over the gradient, then
+    updates with the old values still in registers). The test is ``sum(g - g) == 0``: ``g - g`` is 0 for finite entries and
     NaN for NaN/±Inf, so the sum is exact (no overflow of large finite values) and is a plain vectorised float
     reduction, measured 2.2x faster than ``isfinite(g).all()`` under inductor on CPU (tests/test_base_step.py
     checks that the compiler does not fold it away).
