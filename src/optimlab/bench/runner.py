@@ -41,13 +41,13 @@ import os
 import resource
 import time
 import traceback
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
+from ..optim._second_order import closure_backward, create_graph_warning_silenced
 from . import adapters
 from . import workloads as W
 
@@ -219,15 +219,6 @@ class _HvpCounter:
             self.active = was
 
 
-@contextlib.contextmanager
-def create_graph_warning_silenced():
-    """Silence torch's warning about ``backward(create_graph=True)`` leaking through the parameter/gradient cycle:
-    :func:`train_step` drops the gradients after every step, which is what the warning asks for."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Using backward\(\) with create_graph=True")
-        yield
-
-
 def step_counter(handle: adapters.AlgorithmHandle) -> _HvpCounter:
     """The counter of what ``handle``'s ``step`` evaluates itself: HVPs (``requires_hvp``; they win if an optimizer
     asked for both) or sampled-label gradients (``requires_logits``)."""
@@ -312,19 +303,13 @@ def train_step(
     """
     create_graph = handle.requires_hvp
     feed_logits = handle.requires_logits
-    refresh_due = getattr(optimizer, "refresh_due", None)
     losses: list[torch.Tensor] = []
 
     def closure():
         optimizer.zero_grad(set_to_none=True)
         with counter.paused():
-            if feed_logits:
-                loss, logits = task.loss_and_logits(batch)
-                keep = bool(refresh_due()) if callable(refresh_due) else True
-                loss.backward(create_graph=create_graph, retain_graph=(keep or create_graph))
-            else:
-                loss = task.loss(batch)
-                loss.backward(create_graph=create_graph)
+            loss, logits = task.loss_and_logits(batch) if feed_logits else (task.loss(batch), None)
+            closure_backward(optimizer, loss, create_graph=create_graph, logits=feed_logits)
         losses.append(loss.detach())
         return (loss, logits) if feed_logits else loss
 

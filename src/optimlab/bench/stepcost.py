@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..optim._second_order import create_graph_warning_silenced
 from . import adapters, provenance, runner, store, tuning
 from . import workloads as W
 
@@ -43,7 +44,7 @@ def measure(
             optimizer.train()
         times = []
         cuda = torch.device(device).type == "cuda"
-        with runner.step_counter(handle) as counter, runner.create_graph_warning_silenced():
+        with runner.step_counter(handle) as counter, create_graph_warning_silenced():
             for i in range(warmup + steps):
                 if cuda:
                     torch.cuda.synchronize()

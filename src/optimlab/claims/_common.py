@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -12,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import registry
+from ..optim._second_order import closure_backward, create_graph_warning_silenced
 
 
 @functools.lru_cache(maxsize=1)
@@ -79,7 +79,6 @@ def train_step(opt: torch.optim.Optimizer, loss_fn: Callable[[], Tensor | tuple[
     steps where their ``refresh_due()`` says they are used; every other optimizer ignores the logits."""
     create_graph = needs_hvp(opt)
     feed_logits = needs_logits(opt)
-    refresh_due = getattr(opt, "refresh_due", None)
 
     def closure():
         opt.zero_grad()
@@ -87,13 +86,10 @@ def train_step(opt: torch.optim.Optimizer, loss_fn: Callable[[], Tensor | tuple[
         loss, logits = out if isinstance(out, tuple) else (out, None)
         if feed_logits and logits is None:
             raise TypeError(f"{type(opt).__name__} needs the logits: loss_fn must return (loss, logits)")
-        keep = feed_logits and (bool(refresh_due()) if callable(refresh_due) else True)
-        loss.backward(create_graph=create_graph, retain_graph=keep or create_graph)
+        closure_backward(opt, loss, create_graph=create_graph, logits=feed_logits)
         return (loss, logits) if feed_logits else loss
 
-    with warnings.catch_warnings():
-        # the graph kept by create_graph is released right below, which is what this warning asks for
-        warnings.filterwarnings("ignore", message=r"Using backward\(\) with create_graph=True")
+    with create_graph_warning_silenced():  # the graph kept by create_graph is released right below
         if needs_closure(opt) or feed_logits:
             loss = opt.step(closure)
         else:
