@@ -65,10 +65,10 @@ def _apply_group_skipping(update: Callable, params, grads, states, steps, hyper:
 
     Written as update-then-select so that inductor fuses the test's reduction, the update and the selection
     into one kernel per tensor (the ``clone``s are not materialised: the kernel reduces over the gradient, then
-    updates with the old values still in registers). The test is ``sum(g - g) == 0``: ``g - g`` is 0 for finite entries and
-    NaN for NaN/±Inf, so the sum is exact (no overflow of large finite values) and is a plain vectorised float
-    reduction, measured 2.2x faster than ``isfinite(g).all()`` under inductor on CPU (tests/test_base_step.py
-    checks that the compiler does not fold it away).
+    updates with the old values still in registers). The test is ``sum(g - g) == 0``: ``g - g`` is 0 for finite
+    entries and NaN for NaN/±Inf, so the sum is exact (no overflow of large finite values) and is a plain
+    vectorised float reduction, measured 2.2x faster than ``isfinite(g).all()`` under inductor on CPU
+    (tests/test_base_step.py checks that the compiler does not fold it away).
     """
     finite = []
     for p, g, state, step in zip(params, grads, states, steps):
