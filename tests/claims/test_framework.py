@@ -241,6 +241,7 @@ def test_train_step_feeds_logits_to_sophia_g_and_ignores_them_elsewhere():
     import torch
 
     from optimlab.claims import _common as U
+    from optimlab.training import capabilities
 
     x, y = torch.randn(16, 5, generator=torch.Generator().manual_seed(0)), torch.arange(16) % 3
 
@@ -257,13 +258,13 @@ def test_train_step_feeds_logits_to_sophia_g_and_ignores_them_elsewhere():
         return model, opt, loss_and_logits
 
     _, opt, fn = setup("sophia_g")
-    assert U.needs_logits(opt)
+    assert capabilities(opt).logits
     losses = [U.train_step(opt, fn) for _ in range(4)]  # refreshes at steps 1 and 3 use the logits' graph
     assert losses[-1] < losses[0] and all(float(s["hessian"].abs().sum()) > 0 for s in opt.state.values())
     with pytest.raises(TypeError, match="logits"):
         U.train_step(opt, lambda: fn()[0])
     model, opt, fn = setup("adamw")
-    assert not U.needs_logits(opt)
+    assert not capabilities(opt).logits
     before = model.weight.detach().clone()
     U.train_step(opt, fn)
     assert not torch.equal(before, model.weight)

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from .. import registry as R
+from ..training import capabilities
 
 #: library prefix -> (import path of the module holding the classes, distribution name for the version)
 LIBRARIES: dict[str, tuple[str, str]] = {
@@ -121,6 +122,7 @@ def _from_registry(name: str, display_id: str) -> AlgorithmHandle:
     for extra in ("optimlab.optim._base", "optimlab.optim._kernels"):
         if extra in sys.modules:
             sources.append(sys.modules[extra])
+    caps = capabilities(spec)
     return AlgorithmHandle(
         id=display_id.lower(),
         library="optimlab",
@@ -128,29 +130,29 @@ def _from_registry(name: str, display_id: str) -> AlgorithmHandle:
         factory=spec.create,
         defaults=dict(spec.defaults),
         search_space=dict(spec.search_space),
-        requires_closure=bool(spec.requires_closure or getattr(spec.cls, "requires_closure", False)),
-        requires_hvp=needs_hvp(spec),
-        requires_logits=needs_logits(spec),
-        requires_head_tail=bool(spec.closure_returns_head_tail),
+        requires_closure=caps.closure,
+        requires_hvp=caps.hvp,
+        requires_logits=caps.logits,
+        requires_head_tail=caps.head_tail,
         source_hash=_hash_sources(sources),
         state_tensors=spec.state_tensors,
         typed_groups=True,
     )
 
 
-def needs_hvp(spec: Any) -> bool:
-    """Whether the record (or its class) asks for Hessian-vector products: backward runs with
-    ``create_graph=True`` so that the optimizer can differentiate the gradient again."""
-    for obj in (spec, getattr(spec, "cls", None)):
+def needs_hvp(cls: type) -> bool:
+    """Whether another library's optimizer class asks for Hessian-vector products (backward with
+    ``create_graph=True``), under any of the attribute names libraries use."""
+    for obj in (cls,):
         for attr in ("requires_hvp", "needs_hvp", "requires_create_graph"):
             if getattr(obj, attr, False):
                 return True
     return False
 
 
-def needs_logits(spec: Any) -> bool:
-    """Whether the record (or its class) wants a closure returning ``(loss, logits)`` (``closure_returns_logits``)."""
-    return any(getattr(obj, "closure_returns_logits", False) for obj in (spec, getattr(spec, "cls", None)))
+def needs_logits(cls: type) -> bool:
+    """Whether another library's optimizer class wants a closure returning ``(loss, logits)``."""
+    return bool(getattr(cls, "requires_logits", False) or getattr(cls, "closure_returns_logits", False))
 
 
 def _from_library(library: str, name: str, display_id: str) -> AlgorithmHandle:

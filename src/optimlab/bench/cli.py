@@ -173,15 +173,17 @@ def cmd_list(args) -> int:
         print("logits: the loss is a cross-entropy of logits; optimizers flagged 'logits' run only on these")
     elif args.what == "optimizers":
         from .. import registry as R
+        from ..training import capabilities
 
         for s in R.specs():
+            caps = capabilities(s)
             flags = ",".join(
                 f
                 for f, on in (
-                    ("closure", s.requires_closure),
-                    ("hvp", adapters.needs_hvp(s)),
-                    ("logits", adapters.needs_logits(s)),
-                    ("head/tail", s.closure_returns_head_tail),
+                    ("closure", caps.closure),
+                    ("hvp", caps.hvp),
+                    ("logits", caps.logits),
+                    ("head/tail", caps.head_tail),
                 )
                 if on
             )

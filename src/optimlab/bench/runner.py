@@ -47,7 +47,7 @@ from typing import Any
 
 import torch
 
-from ..optim._second_order import closure_backward, create_graph_warning_silenced
+from ..training import closure_backward, create_graph_warning_silenced
 from . import adapters
 from . import workloads as W
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..optim._second_order import create_graph_warning_silenced
+from ..training import create_graph_warning_silenced
 from . import adapters, provenance, runner, store, tuning
 from . import workloads as W
 

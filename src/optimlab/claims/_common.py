@@ -10,8 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import registry
-from ..optim._second_order import closure_backward, create_graph_warning_silenced
+from .. import registry, training
 
 
 @functools.lru_cache(maxsize=1)
@@ -54,50 +53,9 @@ def make_optimizer(name: str, params, **hp) -> torch.optim.Optimizer:
     return registry.create(name, params, **hp)
 
 
-def needs_closure(opt: torch.optim.Optimizer) -> bool:
-    return bool(getattr(opt, "requires_closure", False))
-
-
-def needs_hvp(opt: torch.optim.Optimizer) -> bool:
-    return bool(getattr(opt, "requires_hvp", False)) or bool(getattr(getattr(opt, "base", None), "requires_hvp", False))
-
-
-def needs_logits(opt: torch.optim.Optimizer) -> bool:
-    """Whether the optimizer's closure must return ``(loss, logits)`` (the registry's ``closure_returns_logits``:
-    Sophia-G's Gauss–Newton–Bartlett estimator)."""
-    if getattr(opt, "closure_returns_logits", False):
-        return True
-    return any(s.closure_returns_logits and type(opt) is s.cls for s in registry.specs())
-
-
 def train_step(opt: torch.optim.Optimizer, loss_fn: Callable[[], Tensor | tuple[Tensor, Tensor]]) -> float:
-    """One optimizer step on ``loss_fn()`` (zero_grad, backward, step; through a closure where the optimizer needs
-    one, with ``create_graph`` where it needs Hessian-vector products). Returns the loss before the step.
-
-    ``loss_fn`` may return ``(loss, logits)``: optimizers that estimate curvature from the logits
-    (:func:`needs_logits`) then get them from the closure, with the forward graph kept (``retain_graph``) on the
-    steps where their ``refresh_due()`` says they are used; every other optimizer ignores the logits."""
-    create_graph = needs_hvp(opt)
-    feed_logits = needs_logits(opt)
-
-    def closure():
-        opt.zero_grad()
-        out = loss_fn()
-        loss, logits = out if isinstance(out, tuple) else (out, None)
-        if feed_logits and logits is None:
-            raise TypeError(f"{type(opt).__name__} needs the logits: loss_fn must return (loss, logits)")
-        closure_backward(opt, loss, create_graph=create_graph, logits=feed_logits)
-        return (loss, logits) if feed_logits else loss
-
-    with create_graph_warning_silenced():  # the graph kept by create_graph is released right below
-        if needs_closure(opt) or feed_logits:
-            loss = opt.step(closure)
-        else:
-            loss = closure()
-            opt.step()
-    if create_graph:
-        opt.zero_grad(set_to_none=True)  # drop the gradients' graph (a reference cycle with the parameters)
-    return float(loss.detach())
+    """One step of ``opt`` on ``loss_fn()`` through :func:`optimlab.training.train_step`; the loss before the step."""
+    return float(training.train_step(opt, loss_fn))
 
 
 @torch.no_grad()

@@ -96,6 +96,10 @@ class Optimizer(torch.optim.Optimizer):
     requires_closure: ClassVar[bool] = False
     #: whether the closure's backward must build a graph (``loss.backward(create_graph=True)``) for HVPs
     requires_hvp: ClassVar[bool] = False
+    #: whether the closure returns ``(loss, logits)`` (curvature from the model's logits: Sophia-G)
+    requires_logits: ClassVar[bool] = False
+    #: whether the closure returns class-split losses ``(head_loss, tail_loss)`` (ImbSAM)
+    requires_head_tail: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -31,10 +31,8 @@ Conventions shared by these optimizers:
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -57,25 +55,6 @@ _NO_GRAPH = (
     "loss.backward(create_graph=True) (or compute the gradients with torch.autograd.grad(..., create_graph=True) "
     "and assign them to p.grad)."
 )
-
-
-def closure_backward(optimizer: torch.optim.Optimizer, loss: Tensor, *, create_graph: bool, logits: bool) -> None:
-    """The backward a closure owes ``optimizer`` (the closure contract above), for harnesses that build closures
-    for any optimizer: ``create_graph`` for Hessian-vector products; with ``logits`` (the closure returns ``(loss,
-    logits)``, Sophia-G) the forward graph is kept on the steps where the optimizer's ``refresh_due()`` says it
-    will backpropagate through the logits, and only then."""
-    refresh_due = getattr(optimizer, "refresh_due", None)
-    keep = logits and (bool(refresh_due()) if callable(refresh_due) else True)
-    loss.backward(create_graph=create_graph, retain_graph=keep or create_graph)
-
-
-@contextlib.contextmanager
-def create_graph_warning_silenced() -> Iterator[None]:
-    """Silence torch's warning that ``backward(create_graph=True)`` leaks through the parameter ↔ gradient cycle,
-    for harnesses that drop the gradients after every step (which is what the warning asks for)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Using backward\(\) with create_graph=True")
-        yield
 
 
 def probe_seed(seed: int, step: int) -> int:

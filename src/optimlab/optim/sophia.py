@@ -169,6 +169,7 @@ class SophiaG(_Sophia):
     """
 
     hyperparameters = {**SOPHIA_RULES, "estimator": OneOf(ESTIMATORS)}
+    requires_logits = True
 
     def __init__(
         self,

@@ -60,6 +60,8 @@ class ImbSAM(SAM):
     All SAM options (``adaptive``, ``perturb``, m-sharpness with ``closure(k)``, GradScaler) apply.
     """
 
+    requires_head_tail = True
+
     _transient_keys = ("w", "head_grad")
 
     @torch.no_grad()
