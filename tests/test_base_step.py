@@ -43,8 +43,8 @@ def test_finite_gradients_whose_sum_overflows_are_not_skipped():
         opt_prop.step()
     assert opt_skip.param_groups[0]["nonfinite_skips"] == 0
     assert torch.equal(p_skip, p_prop) and torch.equal(opt_skip.state[p_skip]["step"], torch.tensor(3.0))
-    assert _base.Optimizer._finite_mask([torch.tensor([big, big]), torch.tensor([big, -math.inf])]) == [True, False]
-    assert _base.Optimizer._finite_mask([torch.tensor([math.nan])]) == [False]
+    assert _base.finite_mask([torch.tensor([big, big]), torch.tensor([big, -math.inf])]) == [True, False]
+    assert _base.finite_mask([torch.tensor([math.nan])]) == [False]
 
 
 def test_mixed_dtypes_in_one_group_match_separate_optimizers():
@@ -159,4 +159,47 @@ def test_compiled_muon_keeps_integer_hyperparameters_static_without_graph_breaks
             p.grad = torch.randn_like(p)
         opt.step()
     assert not counters["graph_break"], dict(counters["graph_break"])
-    assert "ns_steps" in type(opt)._integer_hyperparameters()
+    assert "ns_steps" in opt._integer_hyperparameters()
+
+
+# ---------------------------------------------------------------------------- the pipeline and its hooks
+def test_raise_fires_before_any_parameter_of_any_group_moves():
+    """The policy runs once for the whole step, before every update: a NaN in the second group leaves the first
+    group's parameters and state untouched under "raise"."""
+    first, second = _param([1.0, 2.0]), _param([3.0], grad=[math.nan])
+    opt = optimlab.AdamW([{"params": [first]}, {"params": [second]}], lr=0.1, nonfinite="raise")
+    with pytest.raises(FloatingPointError, match="non-finite gradient in 1 parameter"):
+        opt.step()
+    assert torch.equal(first.detach(), torch.tensor([1.0, 2.0])) and opt.state[first]["step"].item() == 0
+
+
+class _GlobalNormSGD(_base.Optimizer):
+    """SGD normalized by the global gradient norm: a whole-model quantity computed in the ``prepare`` hook."""
+
+    hyperparameters = {"lr": optimlab.optim._rules.Range(0.0)}
+
+    def __init__(self, params, lr=0.1, **options):
+        super().__init__(params, {"lr": lr}, **options)
+
+    def prepare(self, slots, loss, extras, closure):
+        self.seen = [s.p for s in slots]
+        self.norm = float(torch.stack([s.grad.norm() for s in slots]).norm())
+        return [s for s in slots if s.p.numel() > 1]  # the hook may leave parameters out of this step
+
+    @staticmethod
+    def update(p, grad, *, step, lr, norm):
+        p.sub_(grad, alpha=lr / norm)
+
+    def hyper(self, group):
+        return {"lr": group["lr"], "norm": self.norm}
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_prepare_sees_only_what_the_policy_lets_through(compile):
+    a, b, c = _param([3.0, 4.0], grad=[3.0, 4.0]), _param([1.0], grad=[1.0]), _param([0.0, 0.0], grad=[math.nan, 1])
+    opt = _GlobalNormSGD([a, b, c], lr=1.0, compile=compile)
+    opt.step()
+    assert opt.seen == [a, b] and opt.norm == pytest.approx(math.sqrt(26.0))
+    torch.testing.assert_close(a.detach(), torch.tensor([3.0, 4.0]) * (1 - 1 / math.sqrt(26.0)))
+    assert torch.equal(b.detach(), torch.tensor([1.0])) and opt.state[b]["step"].item() == 0  # left out by prepare
+    assert torch.equal(c.detach(), torch.zeros(2)) and opt.param_groups[0]["nonfinite_skips"] == 1

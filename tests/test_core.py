@@ -235,3 +235,19 @@ def test_state_bytes_follow_flags_and_dtypes(name, hparams, dtype, expected_tens
     numel = 30 * (2 if dtype.is_complex else 1)
     assert spec.state_bytes((6, 5), dtype, **hparams) == expected_tensors * numel * 4 + 4
     assert optimlab.state_bytes(opt) == spec.state_bytes((6, 5), dtype, **hparams)
+
+
+def test_the_static_import_block_lists_every_registered_class():
+    """``from optimlab import AdamW`` is visible to IDEs and type checkers: the ``TYPE_CHECKING`` block of
+    optimlab/__init__.py imports every registered class (scripts/update_public_names.py regenerates it)."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("update_public_names", root / "scripts" / "update_public_names.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    text = script.INIT.read_text()
+    assert script.updated(text) == text, "run scripts/update_public_names.py"
+    for s in optimlab.specs():
+        assert f"import {s.cls.__name__} as {s.cls.__name__}\n" in text

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 import optimlab
-from optimlab import projectors as PJ
-from optimlab.projectors.coap import coap_loss_grad
-from optimlab.projectors.dct import dct_columns, select_columns
-from optimlab.projectors.online_pca import pca_loss_grad
-from optimlab.projectors.svd import top_singular_vectors
+from optimlab.optim import projectors as PJ
+from optimlab.optim.projectors.coap import coap_loss_grad
+from optimlab.optim.projectors.dct import dct_columns, select_columns
+from optimlab.optim.projectors.online_pca import pca_loss_grad
+from optimlab.optim.projectors.svd import top_singular_vectors
 
 KINDS = ["galore", "galore_dct", "online_subspace_descent", "coap"]
 

@@ -202,3 +202,54 @@ def test_create_with_another_base_uses_that_bases_paper_defaults():
     assert type(opt.base).__name__ == "AdamW" and opt.base.defaults["betas"] == optimlab.spec("adamw").defaults["betas"]
     assert opt.param_groups[0]["rho"] == 0.1 and "momentum" not in opt.param_groups[0]
     opt.step(_closure(opt, loss_fn))
+
+
+# ---------------------------------------------------------------------------- the non-finite policy, per parameter
+def _two_params():
+    a = torch.tensor([1.0, -2.0, 0.5], requires_grad=True)
+    b = torch.tensor([0.3, 0.7], requires_grad=True)
+    return a, b
+
+
+def _nan_in_b_closure(opt, a, b, poison: bool):
+    calls = []
+
+    def closure():
+        opt.zero_grad()
+        loss = (a**2).sum() + (b**3).sum()
+        loss.backward()
+        if poison and not calls:  # a NaN in b's first-pass gradient only
+            b.grad[0] = float("nan")
+        calls.append(1)
+        return loss
+
+    return closure
+
+
+@pytest.mark.parametrize("base", ["sgd", "adamw"])
+def test_a_non_finite_gradient_skips_that_parameter_only(base):
+    """Under the base's default "skip", a NaN in one parameter's ascent gradient leaves that parameter (and its base
+    state and step counter) untouched and counts one skip; the other parameter takes the SAM step it would take if
+    it were the only parameter (the NaN one is out of the perturbation's norm)."""
+    a, b = _two_params()
+    b0 = b.detach().clone()
+    opt = SAM([a, b], base=base, rho=0.1, lr=0.1)
+    opt.step(_nan_in_b_closure(opt, a, b, poison=True))
+    assert torch.equal(b.detach(), b0)
+    assert b not in opt.base.state or not opt.base.state[b]
+    assert opt.param_groups[0]["nonfinite_skips"] == 1
+    a_alone, _ = _two_params()
+    ref = SAM([a_alone], base=base, rho=0.1, lr=0.1)
+    ref.step(_closure(ref, lambda: (a_alone**2).sum()))
+    assert torch.equal(a.detach(), a_alone.detach())
+    opt.step(_nan_in_b_closure(opt, a, b, poison=False))  # the next, finite step moves both
+    assert not torch.equal(b.detach(), b0) and torch.isfinite(b).all()
+
+
+def test_a_non_finite_gradient_raises_under_raise():
+    a, b = _two_params()
+    opt = SAM([a, b], base="adamw", rho=0.1, lr=0.1, nonfinite="raise")
+    a0 = a.detach().clone()
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        opt.step(_nan_in_b_closure(opt, a, b, poison=True))
+    assert torch.equal(a.detach(), a0)

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from . import registry
+from . import registry, routing
 
 
 def _fmt_value(v) -> str:
@@ -77,7 +77,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1))
         spec = registry.spec(name)
-        opt = registry.create(name, registry.param_groups(model, weight_decay=spec.defaults.get("weight_decay", 0.0)))
+        opt = registry.create(name, routing.param_groups(model, weight_decay=spec.defaults.get("weight_decay", 0.0)))
         start = time.perf_counter()
         loss = torch.tensor(float("nan"))
         for _ in range(args.steps):

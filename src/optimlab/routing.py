@@ -47,7 +47,7 @@ long to precondition: a vocabulary-sized side is exactly that case.) Every group
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from torch import nn
@@ -191,4 +191,63 @@ def matrix_param_groups(
             group["lr"] = fallback_lr
         group.update(options.get(role, {}))
         groups.append(group)
+    return groups
+
+
+# ----------------------------------------------------------------------------- weight-decay groups
+_NO_DECAY_MODULES: tuple[type, ...] = (
+    nn.Embedding,
+    nn.EmbeddingBag,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.LocalResponseNorm,
+    nn.modules.batchnorm._NormBase,
+)
+
+
+def param_groups(
+    model: nn.Module,
+    weight_decay: float = 0.0,
+    *,
+    no_decay: Callable[[str, nn.Parameter, nn.Module], bool] | None = None,
+    matrix_optimizer: str | None = None,
+    fallback: str | None = None,
+    **group_options: Any,
+) -> list[dict[str, Any]]:
+    """Two param groups: weights with ``weight_decay``, and biases/norm/embedding parameters without.
+
+    A parameter goes to the no-decay group when it is 0- or 1-dimensional (biases, norm scales), when it belongs
+    to an embedding or normalization module, or when ``no_decay(name, param, module)`` says so. Frozen
+    parameters are left out. Extra keyword arguments are copied into every group.
+
+    With ``matrix_optimizer="muon"`` (or ``"scion"``, ``"shampoo"``, ``"soap"``, ``"psgd_kron"``) the groups are
+    routed by role instead (:func:`matrix_param_groups`: hidden matrices to the matrix rule,
+    embeddings/head/vectors to ``fallback`` for Muon, default AdamW); hidden and conv weights get
+    ``weight_decay``, the other roles none unless ``no_decay`` is overridden by ``group_options``.
+    """
+    if matrix_optimizer is not None:
+        groups = matrix_param_groups(model, matrix_optimizer, fallback=fallback)
+        for group in groups:
+            group["weight_decay"] = weight_decay if group["role"] in ("hidden", "conv") else 0.0
+            group.update(group_options)
+        return groups
+    if fallback is not None:
+        raise ValueError("fallback is only meaningful with matrix_optimizer")
+    decay, keep = [], []
+    seen: set[int] = set()
+    for module_name, module in model.named_modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            full = f"{module_name}.{name}" if module_name else name
+            exempt = p.ndim <= 1 or isinstance(module, _NO_DECAY_MODULES)
+            if no_decay is not None and no_decay(full, p, module):
+                exempt = True
+            (keep if exempt else decay).append(p)
+    groups = []
+    if decay:
+        groups.append({"params": decay, "weight_decay": weight_decay, **group_options})
+    if keep:
+        groups.append({"params": keep, "weight_decay": 0.0, **group_options})
     return groups

@@ -3,8 +3,8 @@
 ``adjust_lr_fn`` ("original" = Keller Jordan's √max(1, A/B), "match_rms_adamw" = Moonlight's 0.2·√max(A, B)).
 
 Non-matrix parameters go to the fallback's own reference (AdamW by default) with the group's lr and decay.
-Every hyperparameter must be given explicitly (the reference knows nothing of presets). The optimizer's state
-layout keeps both algorithms' slots for every parameter, the unused ones as empty tensors; so does this reference.
+Every hyperparameter must be given explicitly (the reference knows nothing of presets). Each parameter keeps the
+state of the algorithm that updates it, and only that.
 """
 
 import math
@@ -38,13 +38,6 @@ def _fallback_reference(fallback, fallback_options, lr, weight_decay):
     return load_reference(spec.reference), hp
 
 
-def _fallback_state_keys(fallback, fallback_options, lr, weight_decay):
-    """The state names the fallback's reference produces (from one step on a dummy parameter)."""
-    ref, hp = _fallback_reference(fallback, fallback_options, lr, weight_decay)
-    _, state = ref(torch.zeros(1, dtype=torch.float64), torch.ones(1, dtype=torch.float64), {}, **hp)
-    return [k for k in state if k != "step"]
-
-
 def muon(
     param,
     grad,
@@ -68,9 +61,7 @@ def muon(
     matrix = param.ndim >= 2 if use_muon is None else use_muon
     if not matrix:
         ref, hp = _fallback_reference(fallback, fallback_options, lr, weight_decay)
-        new, new_state = ref(param, grad, state, **hp)
-        new_state.setdefault("momentum_buffer", param.new_empty(0))
-        return new, new_state
+        return ref(param, grad, state, **hp)
     t = state.get("step", 0) + 1
     buf = momentum * state.get("momentum_buffer", torch.zeros_like(param)) + (1 - momentum) * grad
     u = (1 - momentum) * grad + momentum * buf if nesterov else buf
@@ -83,7 +74,4 @@ def muon(
     else:
         scale = 1.0
     new = param * (1 - lr * weight_decay) - lr * scale * O.reshape(param.shape)
-    new_state = {"step": t, "momentum_buffer": buf}
-    for key in _fallback_state_keys(fallback, fallback_options, lr, weight_decay):
-        new_state.setdefault(key, param.new_empty(0))
-    return new, new_state
+    return new, {"step": t, "momentum_buffer": buf}

@@ -1,1 +1,22 @@
-"""Optimizer families; each module holds its classes, its update functions and its registry records."""
+"""Optimizer families; each module holds its classes, its update functions and its registry records.
+
+Public building blocks for code outside this package (wrappers, new families): the base class :class:`Optimizer`
+(its step pipeline and hooks), the non-finite test :func:`finite_mask`, and the hyperparameter rules
+(:class:`Range`, :class:`OneOf`, :class:`Tuple`, ``BETA``) that raise ``ValueError`` naming the field.
+"""
+
+from ._base import LAYOUT, NONFINITE_POLICIES, Optimizer, Slot, finite_mask
+from ._rules import BETA, OneOf, Range, Rule, Tuple
+
+__all__ = [
+    "BETA",
+    "LAYOUT",
+    "NONFINITE_POLICIES",
+    "OneOf",
+    "Optimizer",
+    "Range",
+    "Rule",
+    "Slot",
+    "Tuple",
+    "finite_mask",
+]

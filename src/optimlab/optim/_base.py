@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import operator
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any, ClassVar
 
 import torch
@@ -81,6 +81,47 @@ def _apply_group_skipping(update: Callable, params, grads, states, steps, hyper:
             t.copy_(torch.where(ok, t, old))
         finite.append(ok)
     return torch.stack(finite)
+
+
+#: key of the layout in the group view handed to ``state_keys``/``init_state``/``hyper`` (see ``Optimizer.layout``)
+LAYOUT = "_layout"
+
+
+class Slot:
+    """One parameter in one step, as the pipeline and :meth:`Optimizer.prepare` see it."""
+
+    __slots__ = ("group", "p", "work", "grad", "state", "layout")
+
+    def __init__(self, group: dict[str, Any], p: Tensor, work: Tensor, grad: Tensor, state: dict, layout: Hashable):
+        self.group = group  #: its param group
+        self.p = p  #: the parameter itself (its ``.grad`` may carry a graph)
+        self.work = work  #: what the update sees: fp32 copy of a bf16/fp16 parameter, real view of a complex one
+        self.grad = grad  #: the gradient as the update sees it: fp32/real, negated under maximize, detached
+        self.state = state  #: its state dict (``"step"`` and the state tensors)
+        self.layout = layout  #: its state layout (``Optimizer.layout``)
+
+    @property
+    def t(self) -> int:
+        """The step this parameter is about to take (1-based)."""
+        return int(self.state["step"].item()) + 1
+
+
+def finite_mask(tensors: list[Tensor]) -> list[bool]:
+    """Whether each tensor is free of NaN/Inf (the test behind the non-finite policy).
+
+    A sum is finite only if every summand is (NaN and ±Inf propagate through addition), so one reduction per
+    tensor, which reads it once and allocates nothing, settles the common case; this is ~10x cheaper than
+    ``isfinite(g).all()``, which materialises a bool tensor. A non-finite sum can also come from finite values that
+    overflow, so those tensors (and only those) get the exact check. One host read-back for the whole list.
+    """
+    if not tensors:
+        return []
+    sums = torch.stack([t.sum() for t in tensors]) if len(tensors) > 1 else tensors[0].sum().reshape(1)
+    mask = sums.isfinite().tolist()
+    for i, ok in enumerate(mask):
+        if not ok:
+            mask[i] = bool(torch.isfinite(tensors[i]).all())
+    return mask
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -167,86 +208,153 @@ class Optimizer(torch.optim.Optimizer):
             if p.is_complex() and not self.supports_complex:
                 raise ValueError(f"{type(self).__name__} does not support complex parameters")
 
-    # ----------------------------------------------------------------- the step
+    # ----------------------------------------------------------------- pipeline hooks
+    def layout(self, p: Tensor, group: dict[str, Any]) -> Hashable:
+        """The state layout of ``p`` (hashable; ``None``: the class's one layout). Parameters of a group that share
+        a layout are updated together; ``state_keys``/``init_state``/``hyper``/``update_function`` then see the
+        group with the layout under ``group[LAYOUT]`` and ``group["params"]`` restricted to those parameters.
+        Once ``p`` has state its layout must stay the same."""
+        return None
+
+    def prepare(self, slots: list[Slot], loss: Any, extras: tuple, closure: Callable[[], Any] | None) -> list[Slot]:
+        """The whole-model part of a step, between the non-finite policy and the per-tensor updates: curvature
+        refresh, global step sizes, re-evaluating ``closure``. ``slots`` are the parameters the policy lets
+        through; returns those to update (a subset). Overriding it makes the policy run eagerly before it, also
+        under ``compile=True``."""
+        return slots
+
+    def update_function(self, group: dict[str, Any]) -> Callable[..., None]:
+        """The per-tensor update for the parameters of ``group`` (one layout of it): ``update`` by default."""
+        return self.update
+
+    # ----------------------------------------------------------------- the step pipeline
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Perform one optimization step; ``closure`` re-evaluates the model and returns the loss."""
-        loss = None
+        """Perform one optimization step; ``closure`` re-evaluates the model and returns the loss.
+
+        The one pipeline every optimlab optimizer steps through: evaluate the closure → gather the parameters
+        with gradients (state created lazily) → the non-finite policy → :meth:`prepare` → the per-tensor
+        updates, one call of :meth:`update_function` per parameter (eager loop, or compiled per group)."""
+        output = None
         if closure is not None:
             with torch.enable_grad():
-                loss = closure()
+                output = closure()
         elif self.requires_closure:
+            graph = "loss.backward(create_graph=True)" if self.requires_hvp else "backward"
             raise RuntimeError(
-                f"{type(self).__name__}.step() requires a closure that re-evaluates the model and returns the loss"
+                f"{type(self).__name__}.step() requires a closure that re-evaluates the model, calls {graph} and "
+                "returns the loss"
             )
-        for group in self.param_groups:
-            self._step_group(group)
+        loss, extras = self._split_output(output)
+        slots = self._gather()
+        custom_prepare = type(self).prepare is not Optimizer.prepare
+        if slots and (custom_prepare or not (self.compile and self.nonfinite == "skip")):
+            slots = self._screen(slots, [s.grad for s in slots], "gradient")
+        if custom_prepare:
+            if slots:
+                slots = self.prepare(slots, loss, extras, closure)
+            self._detach_grads()
+        if slots:
+            self._apply(slots)
         return loss
 
-    def _step_group(self, group: dict[str, Any]) -> None:
-        # Per-tensor Python work is kept small (it is paid for every tensor on every step): the working views
-        # are only built for parameters that need them, the step counters are advanced by one foreach call
-        # and read back with one ``tolist``, and the non-finite check is one cheap reduction per tensor.
-        params, work_params, grads, states, steps = [], [], [], [], []
-        keys = self.state_keys(group)
-        maximize = group["maximize"]
+    def _split_output(self, output: Any) -> tuple[Any, tuple]:
+        """(loss, extra outputs) of what the closure returned; by default the whole output is the loss."""
+        return output, ()
+
+    def _gather(self) -> list[Slot]:
+        """Every parameter with a gradient, as a :class:`Slot`; state is created on a parameter's first step.
+
+        Per-tensor Python work is kept small (it is paid for every tensor on every step): working views are only
+        built for parameters that need them (low precision, complex, maximize)."""
+        slots: list[Slot] = []
         state_of = self.state
-        writeback = False
-        for p in group["params"]:
-            grad = p.grad
-            if grad is None:
-                continue
-            if grad.is_sparse:
-                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-            if maximize or p.dtype in _VIEWED_DTYPES:
-                work_p, grad = self._working_views(p, group)
-                writeback = writeback or (work_p is not p and p.dtype in LOW_PRECISION)
-            else:
-                work_p = p
-            state = state_of[p]
-            if not state:
-                state["step"] = torch.zeros((), dtype=torch.float32)
-                for name, tensor in zip(keys, self.init_state(work_p, group)):
-                    state[name] = tensor
-            params.append(p)
-            work_params.append(work_p)
-            grads.append(grad)
-            states.append([state[name] for name in keys])
-            steps.append(state["step"])
-        if not params:
-            return
+        has_layouts = type(self).layout is not Optimizer.layout
+        for group in self.param_groups:
+            maximize = group["maximize"]
+            keys = None if has_layouts else self.state_keys(group)
+            for p in group["params"]:
+                grad = p.grad
+                if grad is None:
+                    continue
+                if grad.is_sparse:
+                    raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+                if maximize or p.dtype in _VIEWED_DTYPES:
+                    work, grad = self._working_views(p, group)
+                else:
+                    work = p
+                if grad.grad_fn is not None:
+                    grad = grad.detach()
+                layout = self.layout(p, group) if has_layouts else None
+                state = state_of[p]
+                if not state:
+                    view = group if not has_layouts else {**group, LAYOUT: layout}
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    for name, tensor in zip(keys or self.state_keys(view), self.init_state(work, view)):
+                        state[name] = tensor
+                slots.append(Slot(group, p, work, grad, state, layout))
+        return slots
+
+    def _screen(self, slots: list[Slot], values: list[Tensor], what: str, count: bool = True) -> list[Slot]:
+        """The non-finite policy, the one implementation: the slots whose value (the gradient, a curvature
+        estimate, the loss, ...) is free of NaN/Inf. ``"skip"`` drops the others (counted per group in
+        ``group["nonfinite_skips"]`` when ``count``), ``"raise"`` raises ``FloatingPointError`` before anything
+        is modified, ``"propagate"`` keeps every slot."""
+        if self.nonfinite == "propagate" or not slots:
+            return slots
+        keep = finite_mask(values)
+        if all(keep):
+            return slots
+        if self.nonfinite == "raise":
+            raise FloatingPointError(
+                f"{type(self).__name__}: non-finite {what} in {keep.count(False)} parameter(s) this step"
+            )
+        kept = []
+        for slot, ok in zip(slots, keep):
+            if ok:
+                kept.append(slot)
+            elif count:
+                slot.group["nonfinite_skips"] += 1
+        return kept
+
+    def _apply(self, slots: list[Slot]) -> None:
+        """The per-tensor updates: one bucket per (param group, layout), eager loop or compiled."""
+        buckets: dict[tuple[int, Hashable], list[Slot]] = {}
+        for slot in slots:
+            buckets.setdefault((id(slot.group), slot.layout), []).append(slot)
         skip_in_graph = self.compile and self.nonfinite == "skip"
-        if self.nonfinite != "propagate" and not skip_in_graph:
-            keep = self._finite_mask(grads)
-            if not all(keep):
-                if self.nonfinite == "raise":
-                    bad = [i for i, k in enumerate(keep) if not k]
-                    raise FloatingPointError(
-                        f"{type(self).__name__}: non-finite gradient in {len(bad)} parameter(s) of a param group"
-                    )
-                group["nonfinite_skips"] += keep.count(False)
-                params, work_params, grads, states, steps = (
-                    [x for x, k in zip(seq, keep) if k] for seq in (params, work_params, grads, states, steps)
-                )
-                if not params:
-                    return
-        hyper = self.hyper(group)
-        if self.compile:
-            structural = self._integer_hyperparameters()
-            hyper = {k: v if k in structural else _as_tensor(v) for k, v in hyper.items()}
-            finite = self._compiled(skip_in_graph)(self.update, work_params, grads, states, steps, hyper)
-            if skip_in_graph:
-                skipped = len(params) - int(finite.sum())
-                if skipped:
-                    group["nonfinite_skips"] += skipped
-        else:
-            update = self.update
-            for work_p, grad, state, step in zip(work_params, grads, states, _advance(steps)):
-                update(work_p, grad, *state, step=step, **hyper)
-        if writeback:
-            for p, work_p, step_t in zip(params, work_params, steps):
-                if work_p is not p and p.dtype in LOW_PRECISION:
-                    self._write_back(p, work_p, step_t)
+        for bucket in buckets.values():
+            group, layout = bucket[0].group, bucket[0].layout
+            view = group if layout is None else {**group, "params": [s.p for s in bucket], LAYOUT: layout}
+            update = self.update_function(view)
+            hyper = self.hyper(view)
+            work_params = [s.work for s in bucket]
+            grads = [s.grad for s in bucket]
+            keys = self.state_keys(view)
+            states = [[s.state[name] for name in keys] for s in bucket]
+            steps = [s.state["step"] for s in bucket]
+            if self.compile:
+                structural = self._integer_hyperparameters()
+                hyper = {k: v if k in structural else _as_tensor(v) for k, v in hyper.items()}
+                finite = self._compiled(skip_in_graph)(update, work_params, grads, states, steps, hyper)
+                if skip_in_graph:
+                    skipped = len(bucket) - int(finite.sum())
+                    if skipped:
+                        group["nonfinite_skips"] += skipped
+            else:
+                for work_p, grad, state, step in zip(work_params, grads, states, _advance(steps)):
+                    update(work_p, grad, *state, step=step, **hyper)
+            for s in bucket:
+                if s.work is not s.p and s.p.dtype in LOW_PRECISION:
+                    self._write_back(s.p, s.work, s.state["step"])
+
+    def _detach_grads(self) -> None:
+        """Drop the autograd graph the gradients may carry after a whole-model step (frees the double-backward
+        graph and breaks the parameter ↔ gradient reference cycle that ``backward(create_graph=True)`` makes)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and p.grad.grad_fn is not None:
+                    p.grad = p.grad.detach()
 
     def _working_views(self, p: Tensor, group: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """The tensors the update sees: real views of complex params, fp32 copies of low-precision ones."""
@@ -259,24 +367,6 @@ class Optimizer(torch.optim.Optimizer):
         if group["maximize"]:
             grad = -grad
         return work, grad
-
-    @staticmethod
-    def _finite_mask(grads: list[Tensor]) -> list[bool]:
-        """Whether each gradient is free of NaN/Inf.
-
-        A sum is finite only if every summand is (NaN and ±Inf propagate through addition), so one reduction
-        per tensor, which reads the gradient once and allocates nothing, settles the common case; this is ~10x
-        cheaper than ``isfinite(g).all()``, which materialises a bool tensor. A non-finite sum can also come
-        from finite values that overflow, so those tensors (and only those) get the exact check.
-        """
-        if not grads:
-            return []
-        sums = torch.stack([g.sum() for g in grads]) if len(grads) > 1 else grads[0].sum().reshape(1)
-        mask = sums.isfinite().tolist()
-        for i, ok in enumerate(mask):
-            if not ok:
-                mask[i] = bool(torch.isfinite(grads[i]).all())
-        return mask
 
     def _write_back(self, p: Tensor, work: Tensor, step: Tensor) -> None:
         target = torch.view_as_real(p) if p.is_complex() else p

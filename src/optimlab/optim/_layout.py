@@ -3,9 +3,9 @@ states): per-parameter state layouts and a step-dependent branch that also works
 
 * :class:`PerParamLayout` lets a parameter's state tensors depend on the parameter itself (a projected matrix keeps
   a rank-r projector, a bias keeps plain AdamW state; Adafactor keeps row/column factors for matrices and a full
-  second moment for vectors; an 8-bit optimizer keeps small tensors in fp32). The base class asks for state names
-  per param group, so the group is stepped in sub-groups of parameters that share one layout; each sub-group is an
-  ordinary call of the base class's group step (same validation, non-finite policy, dtype handling, compile path).
+  second moment for vectors; an 8-bit optimizer keeps small tensors in fp32) through the base class's
+  :meth:`~optimlab.optim._base.Optimizer.layout` hook: the step pipeline updates the parameters of a group that share
+  a layout together (same validation, non-finite policy, dtype handling, compile path).
 * :func:`when` runs a state refresh only on some steps (a projector refresh every T steps). Eagerly the step is a
   Python number and this is a plain ``if``; under ``compile=True`` the step is a 0-d tensor and the branch becomes
   ``torch.cond``, so the compiled graph neither breaks nor recompiles when the refresh step comes.
@@ -19,18 +19,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._base import Optimizer
-
-#: key of the layout in a sub-group dict handed to ``state_keys``/``init_state``/``hyper``
-LAYOUT = "_layout"
+from ._base import LAYOUT, Optimizer
 
 
 class PerParamLayout(Optimizer):
     """An optimizer whose state names depend on the parameter: override :meth:`layout` and
-    :meth:`layout_state_keys`; ``init_state(p, group)`` sees the layout as ``group[LAYOUT]``."""
+    :meth:`layout_state_keys`; ``init_state(p, group)`` and ``hyper(group)`` see the layout as ``group[LAYOUT]``."""
 
     def layout(self, p: Tensor, group: dict[str, Any]) -> Hashable:
-        """The layout of parameter ``p`` (hashable); once ``p`` has state it must stay the same."""
         raise NotImplementedError
 
     def layout_state_keys(self, layout: Hashable, group: dict[str, Any]) -> tuple[str, ...]:
@@ -39,16 +35,6 @@ class PerParamLayout(Optimizer):
 
     def state_keys(self, group: dict[str, Any]) -> tuple[str, ...]:
         return self.layout_state_keys(group[LAYOUT], group)
-
-    def _step_group(self, group: dict[str, Any]) -> None:
-        buckets: dict[Hashable, list[Tensor]] = {}
-        for p in group["params"]:
-            if p.grad is not None:
-                buckets.setdefault(self.layout(p, group), []).append(p)
-        for layout, params in buckets.items():
-            sub = {**group, "params": params, LAYOUT: layout}
-            super()._step_group(sub)
-            group["nonfinite_skips"] = sub["nonfinite_skips"]
 
 
 def when(

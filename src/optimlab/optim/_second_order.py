@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -41,7 +40,7 @@ from torch import Tensor
 
 import optimlab.curvature as C  # absolute: `from .. import curvature` would go through optimlab.__getattr__
 
-from ._base import Optimizer
+from ._base import Optimizer, Slot
 from ._rules import OneOf, Range
 
 #: hyperparameter rules shared by the Hutchinson-based optimizers
@@ -69,47 +68,21 @@ def refresh_due(step: int, period: int) -> bool:
     return (int(step) - 1) % int(period) == 0
 
 
-@dataclass
-class Entry:
-    """One parameter with a gradient, as the whole-model part of a step sees it."""
-
-    group: dict[str, Any]
-    p: Tensor  # the parameter itself (its .grad may carry a graph)
-    state: dict[str, Any]
-    work: Tensor  # the fp32 (for bf16/fp16) view of the parameter the update sees
-    grad: Tensor  # the gradient as the update sees it: fp32, negated under maximize, detached
-    t: int  # the step this parameter is about to take (1-based)
+#: one parameter in a step (the base class's :class:`~optimlab.optim._base.Slot`): ``group``, ``p``, ``state``,
+#: ``work`` (the fp32 view the update sees), ``grad`` (as the update sees it, detached) and ``t`` (1-based step)
+Entry = Slot
 
 
 class SecondOrderOptimizer(Optimizer):
     """Base of optimizers with a whole-model part (curvature, global step sizes) before the per-tensor update.
 
-    Subclasses implement :meth:`_prepare`; it may write curvature state and set per-group scalars that
-    :meth:`hyper` hands to the update function (see the module docstring for the shared conventions).
+    Subclasses implement the pipeline's :meth:`~optimlab.optim._base.Optimizer.prepare` hook; it may write
+    curvature state and set per-group scalars that :meth:`hyper` hands to the update function (see the module
+    docstring for the shared conventions).
     """
 
     requires_closure: ClassVar[bool] = True
     supports_complex: ClassVar[bool] = False
-
-    # ----------------------------------------------------------------- the step
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One step. ``closure`` re-evaluates the model, calls backward and returns the loss; the loss is returned."""
-        if closure is None:
-            raise RuntimeError(
-                f"{type(self).__name__}.step() requires a closure that re-evaluates the model, calls "
-                f"loss.backward({'create_graph=True' if self.requires_hvp else ''}) and returns the loss"
-            )
-        with torch.enable_grad():
-            output = closure()
-        loss, extras = self._split_output(output)
-        entries = self._entries()
-        if entries:
-            self._prepare(entries, loss, extras, closure)
-        self._detach_grads()
-        for group in self.param_groups:
-            self._step_group(group)
-        return loss
 
     def _split_output(self, output: Any) -> tuple[Any, tuple]:
         """(loss, extra outputs of the closure); a closure normally returns just the loss."""
@@ -117,44 +90,13 @@ class SecondOrderOptimizer(Optimizer):
             return output[0], tuple(output[1:])
         return output, ()
 
-    def _prepare(self, entries: list[Entry], loss: Any, extras: tuple, closure: Callable[[], Any]) -> None:
-        """The whole-model part of the step (curvature refresh, global scalars)."""
-        raise NotImplementedError
-
     # ----------------------------------------------------------------- helpers for subclasses
-    def _entries(self) -> list[Entry]:
-        """Every parameter with a gradient (state created as the base class would), minus those the non-finite
-        policy leaves out of this step. Under ``nonfinite="raise"`` with a bad gradient nothing is returned: the
-        per-tensor loop raises."""
-        entries = []
-        for group in self.param_groups:
-            keys = self.state_keys(group)
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-                work, grad = self._working_views(p, group)
-                state = self.state[p]
-                if not state:
-                    state["step"] = torch.zeros((), dtype=torch.float32)
-                    for name, tensor in zip(keys, self.init_state(work, group)):
-                        state[name] = tensor
-                entries.append(Entry(group, p, state, work, grad.detach(), int(state["step"].item()) + 1))
-        if entries and self.nonfinite != "propagate":
-            keep = self._finite_mask([e.grad for e in entries])
-            if not all(keep):
-                return [] if self.nonfinite == "raise" else [e for e, k in zip(entries, keep) if k]
-        return entries
-
     def _finite_estimates(self, entries: Sequence[Entry], estimates: Sequence[Tensor]) -> list[tuple[Entry, Tensor]]:
-        """Pairs (entry, estimate) that the non-finite policy lets through."""
-        if self.nonfinite == "propagate":
-            return list(zip(entries, estimates))
-        keep = self._finite_mask(list(estimates))
-        if not all(keep) and self.nonfinite == "raise":
-            raise FloatingPointError(f"{type(self).__name__}: non-finite curvature estimate")
-        return [(e, d) for e, d, k in zip(entries, estimates, keep) if k]
+        """Pairs (entry, estimate) that the non-finite policy lets through (a skipped estimate leaves the
+        curvature state untouched; the parameter still steps)."""
+        by_id = {id(e): d for e, d in zip(entries, estimates)}
+        kept = self._screen(list(entries), list(estimates), "curvature estimate", count=False)
+        return [(e, by_id[id(e)]) for e in kept]
 
     def _generator(self, step: int, device: torch.device) -> torch.Generator:
         return C.make_generator(probe_seed(self.seed, step), device)
@@ -190,10 +132,3 @@ class SecondOrderOptimizer(Optimizer):
             for i, d in zip(index, diag):
                 estimates[i] = -d if entries[i].group["maximize"] else d
         return self._finite_estimates(entries, estimates)
-
-    def _detach_grads(self) -> None:
-        """Drop the autograd graph the gradients may carry (frees memory, breaks p ↔ p.grad cycles)."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None and p.grad.grad_fn is not None:
-                    p.grad = p.grad.detach()

@@ -108,7 +108,7 @@ class AdaHessian(SecondOrderOptimizer):
         )
         super().__init__(params, defaults, **options)
 
-    def _prepare(self, entries, loss, extras, closure) -> None:
+    def prepare(self, entries, loss, extras, closure):
         due = [e for e in entries if refresh_due(e.t, e.group["update_period"])]
         for e, diag in self._hessian_diagonals(due):
             adahessian_refresh_(
@@ -117,6 +117,7 @@ class AdaHessian(SecondOrderOptimizer):
                 beta2=e.group["betas"][1],
                 spatial_average=e.group["spatial_average"],
             )
+        return entries
 
     update = staticmethod(adahessian_update_)
 

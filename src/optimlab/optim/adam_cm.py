@@ -42,7 +42,7 @@ from torch import Tensor
 
 from .. import registry as R
 from . import _kernels as K
-from ._base import LOW_PRECISION, Optimizer
+from ._base import Optimizer
 from ._rules import BETA, OneOf, Range, Tuple
 
 
@@ -167,23 +167,21 @@ class AdamCM(Optimizer):
             priority_decay=group["priority_decay"],
         )
         if group["priority"] == "group" and group["capacity"] > 0:
-            hyper["group_norm"] = self._group_norm(group)
+            hyper["group_norm"] = self._group_norms[id(group)]
         return hyper
 
-    def _group_norm(self, group) -> Tensor:
-        """Σ_i ‖g_i‖₂ over the group's gradients (real views, fp32 for low precision), in float64; gradients a
-        non-finite policy other than "propagate" skips this step do not count."""
-        norms = []
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            g = torch.view_as_real(p.grad) if p.grad.is_complex() else p.grad
-            norms.append(torch.linalg.vector_norm(g.float() if g.dtype in LOW_PRECISION else g))
-        device = norms[0].device
-        norms_t = torch.stack([n.to(device=device, dtype=torch.float64) for n in norms])
-        if self.nonfinite != "propagate":
-            norms_t = torch.where(torch.isfinite(norms_t), norms_t, torch.zeros_like(norms_t))
-        return norms_t.sum()
+    def prepare(self, entries, loss, extras, closure):
+        """Σ_i ‖g_i‖₂ per group (``priority="group"``) over the gradients the non-finite policy lets through, in
+        float64 (real views, fp32 for low precision)."""
+        norms: dict[int, list[Tensor]] = {}
+        for e in entries:
+            if e.group["priority"] == "group" and e.group["capacity"] > 0:
+                norms.setdefault(id(e.group), []).append(torch.linalg.vector_norm(e.grad))
+        self._group_norms = {
+            key: torch.stack([n.to(device=ns[0].device, dtype=torch.float64) for n in ns]).sum()
+            for key, ns in norms.items()
+        }
+        return entries
 
 
 _SPACE = {

@@ -79,7 +79,7 @@ from torch import Tensor
 from .. import registry as R
 from ..curvature.newton_schulz import CUBIC, QUINTIC_MUON, newton_schulz
 from . import _kernels as K
-from ._base import Optimizer
+from ._base import LAYOUT, Optimizer
 from ._rules import BETA, OneOf, Range, Tuple
 
 NS_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
@@ -152,7 +152,8 @@ def matrix_shape(shape: tuple[int, ...]) -> tuple[int, int]:
 def muon_update_(
     p: Tensor,
     grad: Tensor,
-    *state: Tensor,
+    momentum_buffer: Tensor,
+    *,
     step: K.Scalar,
     lr: K.Scalar,
     momentum: K.Scalar,
@@ -164,23 +165,9 @@ def muon_update_(
     eps_mode: str,
     adjust_lr: str,
     ns_dtype: str,
-    use_muon: bool | None,
-    fallback_update: Any,
-    fallback_slots: tuple[int, ...],
-    **fallback_hyper: Any,
 ) -> None:
-    """One Muon step on a matrix (or a ≥3-D tensor viewed as one), or one fallback step otherwise.
-
-    ``state[0]`` is Muon's momentum buffer; ``state[i] for i in fallback_slots`` are the fallback's state tensors
-    (a parameter keeps empty placeholders for the other algorithm's slots). ``fallback_hyper`` holds the
-    fallback's keyword arguments, each prefixed with ``fallback_``.
-    """
-    matrix = p.ndim >= 2 if use_muon is None else use_muon
-    if not matrix:
-        hyper = {k[len("fallback_") :]: v for k, v in fallback_hyper.items()}
-        fallback_update(p, grad, *(state[i] for i in fallback_slots), step=step, **hyper)
-        return
-    buf = state[0]
+    """One Muon step on a matrix (or a ≥3-D tensor viewed as one); other parameters take the fallback's update."""
+    buf = momentum_buffer
     K.ema_(buf, grad, momentum)  # B ← μB + (1 − μ)G, as buf.lerp_(G, 1 − μ)
     if nesterov:
         update = grad + (buf - grad) * momentum if isinstance(momentum, Tensor) else grad.lerp(buf, momentum)
@@ -321,6 +308,7 @@ class Muon(Optimizer):
         defaults = {**PRESETS[preset], **{k: v for k, v in given.items() if v is not FROM_PRESET}}
         defaults.update(preset=preset, use_muon=use_muon, maximize=maximize)
         self._fallbacks: dict[str, Optimizer] = {}
+        self._fallback_groups: dict[tuple[str, str], dict[str, Any]] = {}
         super().__init__(params, defaults, **options)
 
     # ------------------------------------------------------------------ groups and the fallback
@@ -346,42 +334,45 @@ class Muon(Optimizer):
 
     def _fallback_group(self, group: dict[str, Any]) -> dict[str, Any]:
         """The param-group dict the fallback sees: its registered defaults, ``fallback_options``, and this group's
-        lr / weight_decay."""
-        fb = self._fallback(group["fallback"])
-        synth = {k: v for k, v in fb.defaults.items() if k != "params"}
-        synth.update(group["fallback_options"])
-        synth.update(lr=group["lr"], weight_decay=group["weight_decay"], maximize=False)
-        try:
-            fb._check_hyperparameters(synth)
-        except ValueError as err:
-            raise ValueError(f"fallback_options ({group['fallback']}): {err}") from None
-        return synth
+        lr / weight_decay. Validated once per (fallback, options); lr and weight_decay are the group's own."""
+        key = (group["fallback"], repr(sorted(group["fallback_options"].items())))
+        synth = self._fallback_groups.get(key)
+        if synth is None:
+            fb = self._fallback(group["fallback"])
+            synth = {k: v for k, v in fb.defaults.items() if k != "params"}
+            synth.update(group["fallback_options"])
+            synth.update(lr=group["lr"], weight_decay=group["weight_decay"], maximize=False)
+            try:
+                fb._check_hyperparameters(synth)
+            except ValueError as err:
+                raise ValueError(f"fallback_options ({group['fallback']}): {err}") from None
+            self._fallback_groups[key] = synth
+        return {**synth, "lr": group["lr"], "weight_decay": group["weight_decay"]}
 
-    def _layout(self, group: dict[str, Any]) -> tuple[tuple[str, ...], tuple[int, ...]]:
-        """State keys of the group (Muon's buffer first, then the fallback's) and the fallback's slots in it."""
-        fb_keys = tuple(self._fallback(group["fallback"]).state_keys(self._fallback_group(group)))
-        keys = ("momentum_buffer",) + tuple(k for k in fb_keys if k != "momentum_buffer")
-        return keys, tuple(keys.index(k) for k in fb_keys)
+    # ------------------------------------------------------------------ pipeline hooks: one layout per algorithm
+    def layout(self, p: Tensor, group: dict[str, Any]) -> str:
+        """``"muon"`` for the parameters Muon orthogonalizes, ``"fallback"`` for the others."""
+        use_muon = group["use_muon"]
+        return "muon" if ((p.ndim >= 2) if use_muon is None else use_muon) else "fallback"
 
     def state_keys(self, group):
-        return self._layout(group)[0]
+        if group[LAYOUT] == "muon":
+            return ("momentum_buffer",)
+        return tuple(self._fallback(group["fallback"]).state_keys(self._fallback_group(group)))
 
     def init_state(self, p: Tensor, group: dict[str, Any]) -> list[Tensor]:
-        keys, slots = self._layout(group)
-        empty = [p.new_empty(0) for _ in keys]
-        if (p.ndim >= 2) if group["use_muon"] is None else group["use_muon"]:
-            empty[0] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            return empty
-        fb = self._fallback(group["fallback"])
-        for slot, tensor in zip(slots, fb.init_state(p, self._fallback_group(group))):
-            empty[slot] = tensor
-        return empty
+        if group[LAYOUT] == "muon":
+            return [torch.zeros_like(p, memory_format=torch.preserve_format)]
+        return self._fallback(group["fallback"]).init_state(p, self._fallback_group(group))
+
+    def update_function(self, group):
+        return muon_update_ if group[LAYOUT] == "muon" else type(self._fallback(group["fallback"])).update
 
     update = staticmethod(muon_update_)
 
     def hyper(self, group):
-        fb = self._fallback(group["fallback"])
-        fb_hyper = fb.hyper(self._fallback_group(group))
+        if group[LAYOUT] != "muon":
+            return self._fallback(group["fallback"]).hyper(self._fallback_group(group))
         return dict(
             lr=group["lr"],
             momentum=group["momentum"],
@@ -393,19 +384,24 @@ class Muon(Optimizer):
             eps_mode=group["eps_mode"],
             adjust_lr=group["adjust_lr"],
             ns_dtype=group["ns_dtype"],
-            use_muon=group["use_muon"],
-            fallback_update=type(fb).update,
-            fallback_slots=self._layout(group)[1],
-            **{f"fallback_{k}": v for k, v in fb_hyper.items()},
         )
+
+    def _integer_hyperparameters(self) -> frozenset[str]:
+        """Muon's integer hyperparameters and those of the fallbacks in use (kept static when compiled)."""
+        names = set(super()._integer_hyperparameters())
+        for fb in self._fallbacks.values():
+            names |= type(fb)._integer_hyperparameters()
+        return frozenset(names)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("_fallbacks", {})
+        self.__dict__.setdefault("_fallback_groups", {})
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state.pop("_fallbacks", None)
+        state.pop("_fallback_groups", None)
         return state
 
 

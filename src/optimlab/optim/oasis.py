@@ -110,7 +110,7 @@ class OASIS(SecondOrderOptimizer):
         self._eta = {}
 
     # ----------------------------------------------------------------- the whole-model part
-    def _prepare(self, entries, loss, extras, closure) -> None:
+    def prepare(self, entries, loss, extras, closure):
         def probes(e):
             samples = e.group["init_samples"] if e.t == 1 else e.group["hessian_samples"]
             return samples, e.group["hessian_distribution"]
@@ -130,6 +130,7 @@ class OASIS(SecondOrderOptimizer):
             members = [e for e in entries if e.group is group]
             if members:
                 self._eta[id(group)] = self._step_size(group, members, previous)
+        return entries
 
     def _previous_gradients(self, entries, closure) -> dict[int, torch.Tensor]:
         """∇F(w_{k−1}) per entry: stored, or (same_batch) from the closure evaluated at w_{k−1}."""

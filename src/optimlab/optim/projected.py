@@ -10,7 +10,7 @@ projected (1-D, rank ≥ min(m, n), or a group with ``project=False``) get plain
 function as :class:`optimlab.AdamW`); the Adam step in the subspace also calls ``adam_update_`` (on a zero
 "direction" tensor with lr = 1), so there is no second copy of the Adam math.
 
-Projectors (``projector=``; details, papers and refresh/re-projection rules in :mod:`optimlab.projectors`):
+Projectors (``projector=``; details, papers and refresh/re-projection rules in :mod:`optimlab.optim.projectors`):
 
 * ``"svd"`` — GaLore (Zhao et al. 2024, arXiv:2403.03507): top-r singular vectors every T steps;
 * ``"dct"`` — SVD-free DCT column selection (Modoranu et al. 2025, arXiv:2505.17967), only r indices stored;
@@ -35,9 +35,9 @@ from typing import Any
 
 from torch import Tensor
 
-from .. import projectors as PJ
 from .. import registry as R
 from . import _kernels as K
+from . import projectors as PJ
 from ._layout import LAYOUT, PerParamLayout
 from ._rules import BETA, OneOf, Range, Tuple
 from .adam import adam_update_
@@ -175,7 +175,7 @@ class ProjectedAdamW(PerParamLayout):
         update_proj_gap: T, the projector refresh period (COAP: its update interval T_u).
         scale: α, the factor on the projected-back step (GaLore's 0.25).
         reproject: what the moments do when the projector changes: ``"none"``, ``"rotate"``, ``"rotate_sqrt"``,
-            ``"reset"`` (see :mod:`optimlab.projectors`).
+            ``"reset"`` (see :mod:`optimlab.optim.projectors`).
         dct_norm: ``"l1"``/``"l2"`` column score of the DCT projector.
         proj_lr_ratio, proj_weight_decay, proj_ortho: Online Subspace Descent's projector AdamW (lr ratio to lr,
             decoupled decay) and orthogonality penalty λ.

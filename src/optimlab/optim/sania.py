@@ -121,10 +121,14 @@ class SANIA(SecondOrderOptimizer):
             elif kind == "adam_sqr":
                 K.ema_sq_(e.state["exp_avg_sq"], e.grad, e.group["beta"])
 
-    def _prepare(self, entries, loss, extras, closure) -> None:
+    def prepare(self, entries, loss, extras, closure):
         groups = self.param_groups
         if len({g["maximize"] for g in groups}) > 1 or len({g["f_star"] for g in groups}) > 1:
             raise ValueError(f"{type(self).__name__}: maximize and f_star must be the same in every param group")
+        loss_t = loss.detach() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
+        entries = self._screen(entries, [loss_t] * len(entries), "loss")  # the step size needs a finite loss
+        if not entries:
+            return entries
         self._update_preconditioners(entries)
         device = entries[0].p.device
         parts = []
@@ -138,12 +142,8 @@ class SANIA(SecondOrderOptimizer):
         value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
         value = -value if groups[0]["maximize"] else value
         norm_sq = float(torch.stack(parts).sum())
-        if not math.isfinite(value) and self.nonfinite == "raise":
-            raise FloatingPointError(f"{type(self).__name__}: non-finite loss {value}")
-        if not math.isfinite(value) and self.nonfinite == "skip":
-            self._scale = 0.0
-            return
         self._scale = sania_step_size(value - groups[0]["f_star"], norm_sq)
+        return entries
 
     update = staticmethod(sania_update_)
 

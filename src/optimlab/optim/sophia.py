@@ -63,11 +63,12 @@ class _Sophia(SecondOrderOptimizer):
     def _estimates(self, due, loss, extras) -> list:
         raise NotImplementedError
 
-    def _prepare(self, entries, loss, extras, closure) -> None:
+    def prepare(self, entries, loss, extras, closure):
         due = [e for e in entries if _due(e.t, e.group["update_period"])]
         if due:
             for e, estimate in self._estimates(due, loss, extras):
                 K.ema_(e.state["hessian"], estimate, e.group["betas"][1])
+        return entries
 
     def refresh_due(self) -> bool:
         """Whether the next step refreshes the Hessian estimate of some parameter (Sophia-G: the closure must

@@ -18,8 +18,8 @@ k' = the largest divisor of numel that is ≤ k (the code's ``closest_smaller_di
 one subset, AdaGrad-Norm-like per tensor).
 
 **Subspace-Momentum (SM)**, with ``rank=r``: for a matrix, P = top-r singular vectors of the gradient (GaLore's
-projector, :mod:`optimlab.projectors.svd`, same side, refreshed every ``update_proj_gap`` steps); momentum is kept only
-for Pᵀg and plain SGD runs in the orthogonal complement:
+projector, :mod:`optimlab.optim.projectors.svd`, same side, refreshed every ``update_proj_gap`` steps); momentum is
+kept only for Pᵀg and plain SGD runs in the orthogonal complement:
 
     m ← β1 m + (1 − β1) Pᵀg,   numerator = P m̂ + (g − P Pᵀ g)
 
@@ -43,9 +43,9 @@ from typing import Any
 
 from torch import Tensor
 
-from .. import projectors as PJ
 from .. import registry as R
 from . import _kernels as K
+from . import projectors as PJ
 from ._layout import LAYOUT, PerParamLayout
 from ._rules import BETA, OneOf, Range, Tuple
 from .adam import adam_update_

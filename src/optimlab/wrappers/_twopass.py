@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from ..optim import finite_mask
 from ._wrapper import WrapperOptimizer
 
 
@@ -76,6 +77,7 @@ class PerturbationWrapper(WrapperOptimizer):
         self._pass_index = 0  # passes unscaled in the current step (index of the next view)
         self._skip_step = False  # a pass overflowed: restore w, take no base step
         self._local_pass = False  # an ascent pass runs under DDP no_sync
+        self._excluded: list[tuple[dict[str, Any], Tensor]] = []  # non-finite first-pass gradient: no step
         self._unscaled: bool | None = None  # unscale_() was called for the current pass: its finiteness
 
     # ----------------------------------------------------------------- subclass interface
@@ -155,6 +157,25 @@ class PerturbationWrapper(WrapperOptimizer):
         self._unscaled = finite if _scaler_on(scaler) else None
         return finite
 
+    def _screen_first_pass(self) -> None:
+        """The base optimizer's non-finite policy (``nonfinite`` of an optimlab base; torch's: propagate), applied
+        per parameter to the ascent pass's gradients: under ``"skip"`` a parameter whose gradient holds NaN/Inf
+        is left out of the perturbation and of its norm, and takes no step (parameter, base state and step
+        counter untouched, counted in ``nonfinite_skips``); the others step as usual. ``"raise"`` raises
+        ``FloatingPointError``. Under a GradScaler an overflow skips the whole step instead, as the scaler does."""
+        policy = getattr(self.base, "nonfinite", "propagate")
+        if policy == "propagate":
+            return
+        with_grad = self.params_with_grad
+        keep = finite_mask([p.grad for _, p in with_grad])
+        bad = [(g, p) for (g, p), ok in zip(with_grad, keep) if not ok]
+        if bad and policy == "raise":
+            raise FloatingPointError(f"{type(self).__name__}: non-finite gradient in {len(bad)} parameter(s)")
+        for group, p in bad:
+            p.grad = None
+            if all(p is not q for _, q in self._excluded):
+                self._excluded.append((group, p))
+
     def _restore(self) -> None:
         for group in self.param_groups:
             for p in group["params"]:
@@ -175,6 +196,7 @@ class PerturbationWrapper(WrapperOptimizer):
         if not self._unscale(scaler, local=self._local_pass):
             self._skip_step = True
         if not self._skip_step:
+            self._screen_first_pass()
             self._stash()
             for p, e in self.perturbation():
                 state = self.state[p]
@@ -200,7 +222,11 @@ class PerturbationWrapper(WrapperOptimizer):
     def _base_step(self) -> None:
         stepped = not self._skip_step
         if stepped:
+            for group, p in self._excluded:
+                p.grad = None
+                group["nonfinite_skips"] = group.get("nonfinite_skips", 0) + 1
             self.base.step()
+        self._excluded = []
         self._clear_transient_state()
         self._end_step(stepped)
         self._skip_step = False

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .. import registry
-from ..optim._rules import Rule
+from ..optim import Rule
 
 
 def build_base(params: Iterable[Any], base: str | type | torch.optim.Optimizer, base_kwargs: dict[str, Any]):

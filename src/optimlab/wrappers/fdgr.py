@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .. import registry as R
-from ..optim._rules import OneOf, Range
+from ..optim import OneOf, Range
 from ._twopass import PerturbationWrapper
 
 

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from .. import registry as R
-from ..optim._rules import Range
+from ..optim import Range
 from .sam import SAM
 
 

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from .. import registry as R
-from ..optim._rules import OneOf, Range
+from ..optim import OneOf, Range
 from ._wrapper import WrapperOptimizer
 
 _LOW = (torch.float16, torch.bfloat16)

@@ -46,7 +46,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import registry as R
-from ..optim._rules import OneOf, Range
+from ..optim import OneOf, Range
 from ._twopass import PerturbationWrapper
 
 

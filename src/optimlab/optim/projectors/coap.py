@@ -4,7 +4,7 @@ Xiao, Sang, Zhi, Liu, Yan, Zhang, Luo & Yuan (2025), *COAP: Memory-Efficient Tra
 Gradient Projection*, arXiv:2412.00071 (CVPR 2025); authors' code: github.com/bytedance/coap
 (``coap_torch/projection/coap_matrix.py``, ``coap_torch/utils/orthogonal.py``, ``optimizer/adamw.py``).
 
-Rules (from the authors' code; the frame X of :mod:`optimlab.projectors`):
+Rules (from the authors' code; the frame X of :mod:`optimlab.optim.projectors`):
 
 * Every ``update_proj_gap`` (T_u) steps P is updated; every ``reproject_factor``-th of those updates (and at the
   first step) it is recomputed by one pass of a randomized range finder *warm-started from the current P*:
@@ -27,8 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimlab.optim._layout import every, when
-
+from .._layout import every, when
 from . import Frame, reprojected
 
 SEED = 3407

@@ -23,8 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimlab.optim._layout import every, when
-
+from .._layout import every, when
 from . import Frame, reprojected
 
 

@@ -6,7 +6,7 @@ Liang, Liu, Chen & Liu (2024), *Memory-Efficient LLM Training with Online Subspa
 
 P is initialised at the first step by the top-r singular vectors of G_1 (as GaLore). From the second step on, after
 the weight update that used P_t, P takes one AdamW step on the online-PCA loss of the normalised gradient
-Ĝ = G/‖G‖_F (in the frame X of :mod:`optimlab.projectors`)
+Ĝ = G/‖G‖_F (in the frame X of :mod:`optimlab.optim.projectors`)
 
     L(P) = ‖P Pᵀ X̂ − X̂‖²_F + λ ‖PᵀP − I‖²_F,
     ∇L   = 2 (E X̂ᵀ P + X̂ Eᵀ P) + 4λ P (PᵀP − I),   E = P Pᵀ X̂ − X̂,
@@ -26,9 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimlab.optim._layout import when
-from optimlab.optim.adam import adam_update_
-
+from .._layout import when
+from ..adam import adam_update_
 from . import Frame
 from .svd import top_singular_vectors
 
