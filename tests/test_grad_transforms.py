@@ -138,7 +138,7 @@ def test_nonfinite_norm_policies(bad):
     for p, q in zip(ps, qs):
         torch.testing.assert_close(p.grad, q.grad, rtol=0, atol=0, equal_nan=True)
     # error: raises, as torch's error_if_nonfinite=True, and leaves the gradients alone
-    for kwargs in ({"error_if_nonfinite": True}, {"nonfinite": "error"}):
+    for kwargs in ({"error_if_nonfinite": True}, {"nonfinite": "raise"}):
         ps = _nonfinite_params(bad)
         before = [g.clone() for g in _grads(ps)]
         with pytest.raises(RuntimeError, match="non-finite"):

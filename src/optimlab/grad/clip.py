@@ -14,8 +14,8 @@ import torch
 
 from ._common import ClipStats, TensorOrTensors, check_nonnegative, fraction, grads_of, l2_norm, scalar
 
-NonFinite = Literal["propagate", "error", "skip", "zero"]
-_NONFINITE = ("propagate", "error", "skip", "zero")
+NonFinite = Literal["propagate", "raise", "skip", "zero"]
+_NONFINITE = ("propagate", "raise", "skip", "zero")  # the optimizers' policy names, plus "zero"
 
 
 def _total_norm(grads, norm_type: float, foreach: bool | None) -> torch.Tensor:
@@ -48,7 +48,7 @@ def clip_grad_norm_(
 
     * ``"propagate"`` (default, torch's behaviour): scale anyway; the gradients become NaN/0 — the step that
       follows is poisoned, which a NaN guard downstream (or the optimizer's NaN policy) must catch;
-    * ``"error"``: raise ``RuntimeError`` (what ``error_if_nonfinite=True`` selects, as in torch; costs a host
+    * ``"raise"``: raise ``RuntimeError`` (what ``error_if_nonfinite=True`` selects, torch's error; costs a host
       synchronisation);
     * ``"skip"``: leave the gradients untouched and report the norm, so the caller can skip the step
       (GradScaler-style);
@@ -59,7 +59,7 @@ def clip_grad_norm_(
     = 1 when the gradients were scaled down (or, for a non-finite norm, modified) and 0 otherwise.
     """
     max_norm = check_nonnegative("max_norm", max_norm)
-    mode = nonfinite if nonfinite is not None else ("error" if error_if_nonfinite else "propagate")
+    mode = nonfinite if nonfinite is not None else ("raise" if error_if_nonfinite else "propagate")
     if mode not in _NONFINITE:
         raise ValueError(f"nonfinite must be one of {_NONFINITE}, got {nonfinite!r}")
     grads = grads_of(parameters)
@@ -68,7 +68,7 @@ def clip_grad_norm_(
     if not grads:
         return ClipStats(total_norm, torch.tensor(max_norm), torch.tensor(0.0))
     finite = total_norm.isfinite()
-    if mode == "error" and not bool(finite):
+    if mode == "raise" and not bool(finite):
         raise RuntimeError(
             f"The total norm of order {norm_type} of the gradients is non-finite ({float(total_norm)}), so it "
             "cannot be clipped; pass nonfinite='skip' or 'zero' to handle it, or 'propagate' to scale anyway"

@@ -1,8 +1,23 @@
-"""The one optimizer base class.
+"""The one optimizer base class and its step pipeline.
 
 A subclass declares its hyperparameter rules, the names of its per-parameter state tensors, a function that
-creates that state, and ONE per-tensor update function (the single source of truth for its math). This class
-supplies everything else, the same way for every algorithm:
+creates that state, and ONE per-tensor update function (the single source of truth for its math). Every step of
+every optimlab optimizer goes through one pipeline, :meth:`Optimizer.step`:
+
+1. **closure**: evaluated first when given (required for ``requires_closure`` classes);
+2. **gather**: the parameters with gradients as :class:`Slot` s (working views, lazily created state);
+3. **non-finite policy** (``nonfinite=``): ``"skip"`` (default) leaves a parameter with a NaN/Inf gradient and its
+   state untouched for that step and counts it in ``group["nonfinite_skips"]``; ``"raise"`` raises
+   ``FloatingPointError`` before anything moves; ``"propagate"`` applies the update as torch.optim does. One
+   implementation (:meth:`Optimizer._screen`), also used by ``prepare`` hooks for curvature estimates and losses;
+4. **prepare** (public hook, :meth:`Optimizer.prepare`): the whole-model part of a step (curvature refresh, global
+   step sizes, re-evaluating the closure); it may leave parameters out;
+5. **update**: one call of the update function per parameter, bucketed by (param group, :meth:`Optimizer.layout`)
+   so that parameters with different state layouts (a projected matrix and a bias; Muon's matrices and its
+   fallback's vectors) each get their own function (:meth:`Optimizer.update_function`) and keyword arguments
+   (:meth:`Optimizer.hyper`, derived from the update function's keyword-only parameters by default).
+
+Around that, the same way for every algorithm:
 
 * torch.optim semantics: param groups, ``step(closure)``, ``maximize``, ``zero_grad``, LR schedulers,
   ``state_dict``/``load_state_dict`` (bit-exact, loads with ``torch.load(weights_only=True)``, state keeps its
@@ -10,21 +25,20 @@ supplies everything else, the same way for every algorithm:
 * validation: every hyperparameter is checked when a group is added, ``ValueError`` names the field;
 * dtypes: math in fp32 for bf16/fp16 parameters (state in fp32), optional stochastic rounding on write-back;
   complex parameters are updated through ``torch.view_as_real`` (elementwise rules only);
-* non-finite gradients: ``nonfinite="skip"`` (default) leaves a parameter with a NaN/Inf gradient and its
-  state untouched for that step and counts it in ``group["nonfinite_skips"]``; ``"raise"`` raises
-  ``FloatingPointError``; ``"propagate"`` applies the update as torch.optim does;
 * execution: an eager per-tensor loop (measured faster than ``torch._foreach_*`` on CPU), or ``compile=True``,
-  which compiles the group loop with hyperparameters passed as 0-d tensors so a changing learning rate does
+  which compiles the bucket loop with hyperparameters passed as 0-d tensors so a changing learning rate does
   not recompile. Integer hyperparameters (rules with ``integer=True``: iteration counts, periods, ranks) stay
   Python ints: they shape the computation, and changing one recompiles. Under ``compile=True`` the ``"skip"``
-  policy is folded into the compiled step: each tensor's finiteness test and its guarded update
-  (``where(finite, new, old)``) become one fused kernel per tensor instead of a separate eager pass over every
-  gradient before the step. The test still reads each gradient once more (measured +25-35% over ``"propagate"``
-  for AdamW on CPU, where the update itself is memory-bound).
+  policy is folded into the compiled step (unless the class has a ``prepare`` hook, which needs the policy's
+  decision first): each tensor's finiteness test and its guarded update (``where(finite, new, old)``) become one
+  fused kernel per tensor instead of a separate eager pass over every gradient before the step. The test still
+  reads each gradient once more (measured +25-35% over ``"propagate"`` for AdamW on CPU, where the update itself
+  is memory-bound).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import operator
 import types
@@ -106,6 +120,19 @@ class Slot:
         return int(self.state["step"].item()) + 1
 
 
+_KEYWORDS: dict[Callable, tuple[str, ...]] = {}
+
+
+def _update_keywords(update: Callable) -> tuple[str, ...]:
+    """The keyword-only parameters of an update function, ``step`` excluded (cached per function)."""
+    names = _KEYWORDS.get(update)
+    if names is None:
+        params = inspect.signature(update).parameters.values()
+        names = tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "step")
+        _KEYWORDS[update] = names
+    return names
+
+
 def finite_mask(tensors: list[Tensor]) -> list[bool]:
     """Whether each tensor is free of NaN/Inf (the test behind the non-finite policy).
 
@@ -173,14 +200,15 @@ class Optimizer(torch.optim.Optimizer):
         raise NotImplementedError
 
     def hyper(self, group: dict[str, Any]) -> dict[str, Any]:
-        """Keyword arguments of ``update`` from a param group: by default every declared hyperparameter, with
-        ``betas`` unpacked into ``beta1``, ``beta2``, ...; override when the update takes something else."""
+        """Keyword arguments of the update from a param group: every keyword-only parameter of the update
+        function (``step`` aside) that the group holds, with ``beta1``, ``beta2``, ... taken from ``betas``.
+        Override only where the update takes something computed (a global step size, a layout's tensors)."""
         out: dict[str, Any] = {}
-        for name in self.hyperparameters:
-            if name == "betas":
-                out.update({f"beta{i}": b for i, b in enumerate(group["betas"], 1)})
-            else:
+        for name in _update_keywords(self.update_function(group)):
+            if name in group:
                 out[name] = group[name]
+            elif name.startswith("beta") and name[4:].isdigit() and "betas" in group:
+                out[name] = group["betas"][int(name[4:]) - 1]
         return out
 
     def state_keys(self, group: dict[str, Any]) -> tuple[str, ...]:
@@ -235,6 +263,9 @@ class Optimizer(torch.optim.Optimizer):
         The one pipeline every optimlab optimizer steps through: evaluate the closure → gather the parameters
         with gradients (state created lazily) → the non-finite policy → :meth:`prepare` → the per-tensor
         updates, one call of :meth:`update_function` per parameter (eager loop, or compiled per group)."""
+        # read first, before anything can break the graph: code resumed after a graph break may run eagerly
+        # while its callees are still compiled one frame at a time
+        traced = torch.compiler.is_compiling()
         output = None
         if closure is not None:
             with torch.enable_grad():
@@ -248,14 +279,15 @@ class Optimizer(torch.optim.Optimizer):
         loss, extras = self._split_output(output)
         slots = self._gather()
         custom_prepare = type(self).prepare is not Optimizer.prepare
-        if slots and (custom_prepare or not (self.compile and self.nonfinite == "skip")):
+        in_graph = self.compile or traced
+        if slots and (custom_prepare or not (in_graph and self.nonfinite == "skip")):
             slots = self._screen(slots, [s.grad for s in slots], "gradient")
         if custom_prepare:
             if slots:
                 slots = self.prepare(slots, loss, extras, closure)
             self._detach_grads()
         if slots:
-            self._apply(slots)
+            self._apply(slots, traced)
         return loss
 
     def _split_output(self, output: Any) -> tuple[Any, tuple]:
@@ -317,12 +349,16 @@ class Optimizer(torch.optim.Optimizer):
                 slot.group["nonfinite_skips"] += 1
         return kept
 
-    def _apply(self, slots: list[Slot]) -> None:
-        """The per-tensor updates: one bucket per (param group, layout), eager loop or compiled."""
+    def _apply(self, slots: list[Slot], traced: bool = False) -> None:
+        """The per-tensor updates: one bucket per (param group, layout), eager loop or compiled.
+
+        ``traced``: the step is traced by the user's ``torch.compile``. The graph path is then taken inline (no
+        nested compile): step counters and hyperparameters stay tensors, because Python-float counters would be
+        traced as symbolic floats, which torch 2.13 miscompiles in the bias corrections."""
         buckets: dict[tuple[int, Hashable], list[Slot]] = {}
         for slot in slots:
             buckets.setdefault((id(slot.group), slot.layout), []).append(slot)
-        skip_in_graph = self.compile and self.nonfinite == "skip"
+        skip_in_graph = (self.compile or traced) and self.nonfinite == "skip"
         for bucket in buckets.values():
             group, layout = bucket[0].group, bucket[0].layout
             view = group if layout is None else {**group, "params": [s.p for s in bucket], LAYOUT: layout}
@@ -333,17 +369,21 @@ class Optimizer(torch.optim.Optimizer):
             keys = self.state_keys(view)
             states = [[s.state[name] for name in keys] for s in bucket]
             steps = [s.state["step"] for s in bucket]
-            if self.compile:
+            if not (traced or self.compile):
+                for work_p, grad, state, step in zip(work_params, grads, states, _advance(steps)):
+                    update(work_p, grad, *state, step=step, **hyper)
+            else:
                 structural = self._integer_hyperparameters()
                 hyper = {k: v if k in structural else _as_tensor(v) for k, v in hyper.items()}
-                finite = self._compiled(skip_in_graph)(update, work_params, grads, states, steps, hyper)
+                if traced:
+                    loop = _apply_group_skipping if skip_in_graph else _apply_group
+                else:
+                    loop = self._compiled(skip_in_graph)
+                finite = loop(update, work_params, grads, states, steps, hyper)
                 if skip_in_graph:
                     skipped = len(bucket) - int(finite.sum())
                     if skipped:
                         group["nonfinite_skips"] += skipped
-            else:
-                for work_p, grad, state, step in zip(work_params, grads, states, _advance(steps)):
-                    update(work_p, grad, *state, step=step, **hyper)
             for s in bucket:
                 if s.work is not s.p and s.p.dtype in LOW_PRECISION:
                     self._write_back(s.p, s.work, s.state["step"])

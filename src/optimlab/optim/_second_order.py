@@ -3,7 +3,7 @@
 AdaHessian, Sophia-H, OASIS and SANIA-Hutchinson need Hessian-vector products, which couple every parameter
 (one double backward through the loss); Sophia-G needs the model's logits (Gauss–Newton–Bartlett); OASIS and SANIA
 need global quantities (norms over all parameters, the loss value). :class:`SecondOrderOptimizer` runs that
-whole-model part in :meth:`~SecondOrderOptimizer._prepare` (eagerly, once per step), then the base class's
+whole-model part in the step pipeline's ``prepare`` hook (eagerly, once per step), then the base class's
 per-tensor loop runs the algorithm's update function as for any other optimizer (eager or compiled).
 
 Conventions shared by these optimizers:

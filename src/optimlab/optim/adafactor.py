@@ -157,14 +157,7 @@ class Adafactor(PerParamLayout):
 
     def hyper(self, group: dict[str, Any]) -> dict[str, Any]:
         eps1, eps2 = group["eps"]
-        return dict(
-            lr=group["lr"],
-            beta2_decay=group["beta2_decay"],
-            eps1=eps1,
-            eps2=eps2,
-            d=group["d"],
-            weight_decay=group["weight_decay"],
-        )
+        return {**super().hyper(group), "eps1": eps1, "eps2": eps2}
 
 
 def adafactor_state_bytes(shape, dtype, hp) -> int:

@@ -121,18 +121,6 @@ class AdaHessian(SecondOrderOptimizer):
 
     update = staticmethod(adahessian_update_)
 
-    def hyper(self, group):
-        beta1, beta2 = group["betas"]
-        return dict(
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            hessian_power=group["hessian_power"],
-            update_period=group["update_period"],
-        )
-
 
 R.register(
     R.AlgorithmSpec(

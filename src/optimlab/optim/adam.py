@@ -98,15 +98,9 @@ class Adam(Optimizer):
     update = staticmethod(adam_update_)
 
     def hyper(self, group):
-        beta1, beta2 = group["betas"]
-        return dict(
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            decoupled=self.decoupled,
-        )
+        hyper = super().hyper(group)
+        hyper.setdefault("decoupled", self.decoupled)  # a class fact (Adam / AdamW) unless the group sets it
+        return hyper
 
 
 class AdamW(Adam):
@@ -154,11 +148,6 @@ class AMSGrad(Adam):
             maximize=maximize,
         )
         Optimizer.__init__(self, params, defaults, **options)
-
-    def hyper(self, group):
-        hyper = super().hyper(group)
-        hyper.update(decoupled=group["decoupled"], bias_correction=group["bias_correction"])
-        return hyper
 
 
 def adamax_update_(

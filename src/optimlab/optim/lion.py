@@ -110,8 +110,7 @@ class Lion(Optimizer):
     update = staticmethod(lion_update_)
 
     def hyper(self, group):
-        beta1, beta2 = group["betas"]
-        return dict(lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], kappa=self.kappa)
+        return {**super().hyper(group), "kappa": self.kappa}
 
 
 class LionKappa(Optimizer):

@@ -341,12 +341,6 @@ class _8bitState(PerParamLayout):
             out.append(torch.zeros(blocks, dtype=torch.float32, device=p.device))
         return out
 
-    def hyper(self, group: dict[str, Any]) -> dict[str, Any]:
-        hyper = super().hyper(group)
-        for name in ("block_size", "min_8bit_size"):
-            hyper.pop(name)
-        return hyper
-
 
 class AdamW8bit(_8bitState):
     """AdamW (Loshchilov & Hutter, 2019) with block-wise 8-bit m and v (Dettmers et al., 2022; see the module

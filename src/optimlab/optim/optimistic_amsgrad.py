@@ -189,18 +189,6 @@ class OptimisticAMSGrad(Optimizer):
 
     update = staticmethod(optimistic_amsgrad_update_)
 
-    def hyper(self, group):
-        beta1, beta2 = group["betas"]
-        return dict(
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            rna_lambda=group["rna_lambda"],
-            bias_correction=group["bias_correction"],
-        )
-
 
 _SPACE = {
     "lr": R.LogUniform(1e-5, 1e-1),

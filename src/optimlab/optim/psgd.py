@@ -307,16 +307,7 @@ class PSGDKron(Optimizer):
     update = staticmethod(psgd_kron_update_)
 
     def hyper(self, group):
-        keys = (
-            "lr",
-            "momentum",
-            "weight_decay",
-            "lr_preconditioner",
-            "preconditioner_update_probability",
-            "preconditioner_init_scale",
-            "whiten_grad",
-        )
-        return {**{k: group[k] for k in keys}, "seed": self.seed}
+        return {**super().hyper(group), "seed": self.seed}
 
     def _restore_probe_keys(self) -> None:
         keys = [int(s["probe_key"]) for s in self.state.values() if "probe_key" in s]

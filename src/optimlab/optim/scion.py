@@ -206,10 +206,6 @@ class Scion(Optimizer):
 
     update = staticmethod(scion_update_)
 
-    def hyper(self, group):
-        keys = ("lr", "momentum", "scale", "norm", "unconstrained", "transpose", "eps", "ns_dtype")
-        return {k: group[k] for k in keys}
-
 
 R.register(
     R.AlgorithmSpec(

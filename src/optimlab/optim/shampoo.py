@@ -236,10 +236,6 @@ class Shampoo(Optimizer):
 
     update = staticmethod(shampoo_update_)
 
-    def hyper(self, group):
-        keys = ("lr", "momentum", "beta2", "eps", "weight_decay", "update_freq", "root_dtype", "graft_eps")
-        return {k: group[k] for k in keys}
-
 
 def _shampoo_state_bytes(shape, dtype, hp) -> int:
     rows, cols, _ = matrix_view(tuple(shape))

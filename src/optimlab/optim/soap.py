@@ -221,11 +221,6 @@ class SOAP(Optimizer):
 
     update = staticmethod(soap_update_)
 
-    def hyper(self, group):
-        beta1, beta2 = group["betas"]
-        keys = ("lr", "shampoo_beta", "eps", "weight_decay", "precondition_frequency", "normalize_grads")
-        return {**{k: group[k] for k in keys}, "beta1": beta1, "beta2": beta2, "correct_bias": group["correct_bias"]}
-
 
 def _soap_state_bytes(shape, dtype, hp) -> int:
     rows, cols = matrix_view(tuple(shape))

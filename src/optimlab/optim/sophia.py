@@ -83,15 +83,6 @@ class _Sophia(SecondOrderOptimizer):
 
     update = staticmethod(sophia_update_)
 
-    def hyper(self, group):
-        return dict(
-            lr=group["lr"],
-            beta1=group["betas"][0],
-            rho=group["rho"],
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-        )
-
 
 class SophiaH(_Sophia):
     """Sophia-H (Liu et al., 2023): EMA of the gradient divided by an EMA of a Hutchinson estimate of the Hessian

@@ -224,17 +224,6 @@ class AdamWSN(PerParamLayout):
 
     update = staticmethod(subset_norm_update_)
 
-    def hyper(self, group: dict[str, Any]) -> dict[str, Any]:
-        beta1, beta2 = group["betas"]
-        return dict(
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            update_proj_gap=group["update_proj_gap"],
-        )
-
 
 class AdamWSNSM(AdamWSN):
     """AdamW with Subset-Norm step sizes and Subspace-Momentum of rank ``rank`` (default 128), the paper's AdamSNSM
