@@ -203,3 +203,23 @@ def test_prepare_sees_only_what_the_policy_lets_through(compile):
     torch.testing.assert_close(a.detach(), torch.tensor([3.0, 4.0]) * (1 - 1 / math.sqrt(26.0)))
     assert torch.equal(b.detach(), torch.tensor([1.0])) and opt.state[b]["step"].item() == 0  # left out by prepare
     assert torch.equal(c.detach(), torch.zeros(2)) and opt.param_groups[0]["nonfinite_skips"] == 1
+
+
+@pytest.mark.compile
+def test_torch_compile_around_step_gives_the_eager_numbers_and_nests_compile_true():
+    """``torch.compile(opt.step)`` traces the pipeline: step counters and hyperparameters stay tensors (Python-float
+    counters traced as symbolic floats were miscompiled: 0.37 off eager at step 6 for AdamW(lr=0.1)); a
+    ``compile=True`` optimizer inside an outer compile runs its loop inline instead of nesting."""
+
+    def run(compiled, **options):
+        p = torch.zeros(4, requires_grad=True)
+        opt = optimlab.AdamW([p], lr=0.1, **options)
+        step = torch.compile(opt.step) if compiled else opt.step
+        for t in range(1, 7):
+            p.grad = torch.full((4,), float(t))
+            step()
+        return p.detach()
+
+    eager = run(False)
+    torch.testing.assert_close(run(True), eager, rtol=0, atol=1e-6)
+    torch.testing.assert_close(run(True, compile=True), eager, rtol=0, atol=1e-6)

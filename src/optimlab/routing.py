@@ -47,7 +47,7 @@ long to precondition: a vocabulary-sized side is exactly that case.) Every group
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from torch import nn
@@ -86,29 +86,34 @@ def _head_modules(model: nn.Module, head: Any) -> set[int]:
     return ids
 
 
+def trainable_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter, nn.Module]]:
+    """``(full name, parameter, owning module)`` of every trainable parameter, each once (a shared parameter under
+    its first name); frozen parameters are left out."""
+    seen: set[int] = set()
+    for module_name, module in model.named_modules():
+        for name, p in module.named_parameters(recurse=False):
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                yield (f"{module_name}.{name}" if module_name else name), p, module
+
+
 def param_roles(model: nn.Module, *, head: Any = "auto") -> dict[str, str]:
     """``{parameter name: role}`` for every trainable parameter (roles in the module docstring); frozen
     parameters are left out, shared ones appear once (under their first name)."""
     heads = _head_modules(model, head)
     roles: dict[str, str] = {}
-    seen: set[int] = set()
-    for module_name, module in model.named_modules():
-        for name, p in module.named_parameters(recurse=False):
-            if not p.requires_grad or id(p) in seen:
-                continue
-            seen.add(id(p))
-            full = f"{module_name}.{name}" if module_name else name
-            if isinstance(module, _EMBEDDINGS):
-                role = "embedding"
-            elif p.ndim < 2 or isinstance(module, _NORMS):
-                role = "vector"
-            elif id(module) in heads:
-                role = "head"
-            elif p.ndim >= 3:
-                role = "conv"
-            else:
-                role = "hidden"
-            roles[full] = role
+    for full, p, module in trainable_parameters(model):
+        if isinstance(module, _EMBEDDINGS):
+            role = "embedding"
+        elif p.ndim < 2 or isinstance(module, _NORMS):
+            role = "vector"
+        elif id(module) in heads:
+            role = "head"
+        elif p.ndim >= 3:
+            role = "conv"
+        else:
+            role = "hidden"
+        roles[full] = role
     return roles
 
 
@@ -234,17 +239,11 @@ def param_groups(
     if fallback is not None:
         raise ValueError("fallback is only meaningful with matrix_optimizer")
     decay, keep = [], []
-    seen: set[int] = set()
-    for module_name, module in model.named_modules():
-        for name, p in module.named_parameters(recurse=False):
-            if not p.requires_grad or id(p) in seen:
-                continue
-            seen.add(id(p))
-            full = f"{module_name}.{name}" if module_name else name
-            exempt = p.ndim <= 1 or isinstance(module, _NO_DECAY_MODULES)
-            if no_decay is not None and no_decay(full, p, module):
-                exempt = True
-            (keep if exempt else decay).append(p)
+    for full, p, module in trainable_parameters(model):
+        exempt = p.ndim <= 1 or isinstance(module, _NO_DECAY_MODULES)
+        if no_decay is not None and no_decay(full, p, module):
+            exempt = True
+        (keep if exempt else decay).append(p)
     groups = []
     if decay:
         groups.append({"params": decay, "weight_decay": weight_decay, **group_options})

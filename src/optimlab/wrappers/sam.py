@@ -47,6 +47,7 @@ from torch import Tensor, nn
 
 from .. import registry as R
 from ..optim import OneOf, Range
+from ..routing import trainable_parameters
 from ._twopass import PerturbationWrapper
 
 
@@ -144,15 +145,9 @@ def norm_layer_param_groups(
     >>> opt = SAMON(norm_layer_param_groups(model), base="sgd", lr=0.1, momentum=0.9)   # doctest: +SKIP
     """
     norm, rest = [], []
-    seen: set[int] = set()
-    for module_name, module in model.named_modules():
-        for name, p in module.named_parameters(recurse=False):
-            if not p.requires_grad or id(p) in seen:
-                continue
-            seen.add(id(p))
-            full = f"{module_name}.{name}" if module_name else name
-            flagged = isinstance(module, norm_types) or (is_norm is not None and bool(is_norm(full, p, module)))
-            (norm if flagged else rest).append(p)
+    for full, p, module in trainable_parameters(model):
+        flagged = isinstance(module, norm_types) or (is_norm is not None and bool(is_norm(full, p, module)))
+        (norm if flagged else rest).append(p)
     groups = []
     if norm:
         groups.append({"params": norm, "perturb": True, **group_options})
