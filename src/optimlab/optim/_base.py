@@ -104,15 +104,25 @@ LAYOUT = "_layout"
 class Slot:
     """One parameter in one step, as the pipeline and :meth:`Optimizer.prepare` see it."""
 
-    __slots__ = ("group", "p", "work", "grad", "state", "layout")
+    __slots__ = ("group", "p", "work", "grad", "state", "layout", "copied")
 
-    def __init__(self, group: dict[str, Any], p: Tensor, work: Tensor, grad: Tensor, state: dict, layout: Hashable):
+    def __init__(
+        self,
+        group: dict[str, Any],
+        p: Tensor,
+        work: Tensor,
+        grad: Tensor,
+        state: dict,
+        layout: Hashable,
+        copied: bool = False,
+    ):
         self.group = group  #: its param group
         self.p = p  #: the parameter itself (its ``.grad`` may carry a graph)
         self.work = work  #: what the update sees: fp32 copy of a bf16/fp16 parameter, real view of a complex one
         self.grad = grad  #: the gradient as the update sees it: fp32/real, negated under maximize, detached
         self.state = state  #: its state dict (``"step"`` and the state tensors)
         self.layout = layout  #: its state layout (``Optimizer.layout``)
+        self.copied = copied  #: ``work`` is a copy (fp32 of low precision, full tensor of a shard) to write back
 
     @property
     def t(self) -> int:
@@ -140,15 +150,40 @@ def finite_mask(tensors: list[Tensor]) -> list[bool]:
     tensor, which reads it once and allocates nothing, settles the common case; this is ~10x cheaper than
     ``isfinite(g).all()``, which materialises a bool tensor. A non-finite sum can also come from finite values that
     overflow, so those tensors (and only those) get the exact check. One host read-back for the whole list.
+
+    A sharded tensor (DTensor, e.g. under FSDP2) is tested on its local shard and the verdict is agreed over its
+    device mesh (one all-reduce of the flags per mesh), so every rank takes the same decision for a parameter.
     """
     if not tensors:
         return []
-    sums = torch.stack([t.sum() for t in tensors]) if len(tensors) > 1 else tensors[0].sum().reshape(1)
+    local = [_local(t) for t in tensors]
+    sums = torch.stack([t.sum() for t in local]) if len(local) > 1 else local[0].sum().reshape(1)
     mask = sums.isfinite().tolist()
     for i, ok in enumerate(mask):
         if not ok:
-            mask[i] = bool(torch.isfinite(tensors[i]).all())
+            mask[i] = bool(torch.isfinite(local[i]).all())
+    meshes: dict[int, tuple[Any, list[int]]] = {}
+    for i, t in enumerate(tensors):
+        if t is not local[i]:
+            meshes.setdefault(id(t.device_mesh), (t.device_mesh, []))[1].append(i)
+    for mesh, index in meshes.values():
+        bad = torch.tensor([0.0 if mask[i] else 1.0 for i in index], device=local[index[0]].device)
+        for dim in range(mesh.ndim):
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX, group=mesh.get_group(dim))
+        for i, flag in zip(index, bad.tolist()):
+            mask[i] = flag == 0.0
     return mask
+
+
+def _is_sharded(t: Tensor) -> bool:
+    """Whether ``t`` is a DTensor (a parameter sharded by FSDP2 or tensor parallelism)."""
+    return callable(getattr(t, "full_tensor", None))
+
+
+def _local(t: Tensor) -> Tensor:
+    """The local shard of a DTensor, the tensor itself otherwise."""
+    to_local = getattr(t, "to_local", None)
+    return to_local() if callable(to_local) else t
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -160,6 +195,12 @@ class Optimizer(torch.optim.Optimizer):
     state_names: ClassVar[tuple[str, ...]] = ()
     #: whether the update rule is elementwise (complex params then go through view_as_real)
     supports_complex: ClassVar[bool] = True
+    #: whether a sharded (DTensor, FSDP2) parameter is updated shard by shard: true for rules whose state is
+    #: parameter-shaped and whose whole-tensor quantities DTensor computes globally (norms, means). Otherwise the
+    #: pipeline gathers the full tensor and gradient (two all-gathers per parameter and step), updates it with full
+    #: (replicated) state on every rank, and writes back the local shard: matrix rules (Newton-Schulz, eigenbases,
+    #: Kronecker factors, projections), global quantization blocks, per-tensor buffers of another shape.
+    shard_local: ClassVar[bool] = True
     #: whether ``step`` needs a closure (re-evaluates the loss)
     requires_closure: ClassVar[bool] = False
     #: whether the closure's backward must build a graph (``loss.backward(create_graph=True)``) for HVPs
@@ -311,8 +352,13 @@ class Optimizer(torch.optim.Optimizer):
                     continue
                 if grad.is_sparse:
                     raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-                if maximize or p.dtype in _VIEWED_DTYPES:
-                    work, grad = self._working_views(p, group)
+                copied = False
+                if _is_sharded(p) and not self.shard_local:
+                    work, grad = self._working_views(p.full_tensor(), grad.full_tensor(), maximize)
+                    copied = True
+                elif maximize or p.dtype in _VIEWED_DTYPES:
+                    work, grad = self._working_views(p, grad, maximize)
+                    copied = work is not p and p.dtype in LOW_PRECISION
                 else:
                     work = p
                 if grad.grad_fn is not None:
@@ -324,7 +370,7 @@ class Optimizer(torch.optim.Optimizer):
                     state["step"] = torch.zeros((), dtype=torch.float32)
                     for name, tensor in zip(keys or self.state_keys(view), self.init_state(work, view)):
                         state[name] = tensor
-                slots.append(Slot(group, p, work, grad, state, layout))
+                slots.append(Slot(group, p, work, grad, state, layout, copied))
         return slots
 
     def _screen(self, slots: list[Slot], values: list[Tensor], what: str, count: bool = True) -> list[Slot]:
@@ -385,7 +431,7 @@ class Optimizer(torch.optim.Optimizer):
                     if skipped:
                         group["nonfinite_skips"] += skipped
             for s in bucket:
-                if s.work is not s.p and s.p.dtype in LOW_PRECISION:
+                if s.copied:
                     self._write_back(s.p, s.work, s.state["step"])
 
     def _detach_grads(self) -> None:
@@ -396,21 +442,30 @@ class Optimizer(torch.optim.Optimizer):
                 if p.grad is not None and p.grad.grad_fn is not None:
                     p.grad = p.grad.detach()
 
-    def _working_views(self, p: Tensor, group: dict[str, Any]) -> tuple[Tensor, Tensor]:
-        """The tensors the update sees: real views of complex params, fp32 copies of low-precision ones."""
-        grad = p.grad
+    @staticmethod
+    def _working_views(p: Tensor, grad: Tensor, maximize: bool) -> tuple[Tensor, Tensor]:
+        """The tensors the update sees: real views of complex params, fp32 copies of low-precision ones, the
+        gradient negated under ``maximize``."""
         work = p
         if p.is_complex():
             work, grad = torch.view_as_real(p), torch.view_as_real(grad)
         if work.dtype in LOW_PRECISION:
             work, grad = work.float(), grad.float()
-        if group["maximize"]:
+        if maximize:
             grad = -grad
         return work, grad
 
     def _write_back(self, p: Tensor, work: Tensor, step: Tensor) -> None:
-        target = torch.view_as_real(p) if p.is_complex() else p
-        if self.stochastic_rounding:
+        """Copy an updated working copy into the parameter: the local shard of a gathered full tensor, rounded
+        (stochastically when asked) to a low-precision dtype."""
+        target = p
+        if _is_sharded(p):
+            from torch.distributed.tensor import DTensor, Replicate
+
+            full = DTensor.from_local(work, p.device_mesh, [Replicate()] * p.device_mesh.ndim, run_check=False)
+            work, target = full.redistribute(p.device_mesh, p.placements).to_local(), p.to_local()
+        target = torch.view_as_real(target) if target.is_complex() else target
+        if self.stochastic_rounding and target.dtype in LOW_PRECISION:
             gen = torch.Generator(device=p.device)
             # a deterministic stream per (seed, parameter, step): resuming needs no saved RNG state
             index = self._param_index(p)

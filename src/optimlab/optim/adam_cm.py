@@ -107,6 +107,8 @@ class AdamCM(Optimizer):
         priority: ``"group"`` (Σ of the group's per-tensor gradient norms, the authors' default) or ``"tensor"``.
     """
 
+    shard_local = False  # sharded parameters: gather, update the full tensor, keep the shard
+
     hyperparameters = {
         "lr": Range(0.0),
         "betas": Tuple(2, BETA),

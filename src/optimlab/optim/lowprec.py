@@ -261,6 +261,8 @@ _8BIT_RULES = {
 class _Bf16State(PerParamLayout):
     """Shared parts of the bf16-state optimizers: ``moments`` bf16 tensors plus the ``rng_key``."""
 
+    shard_local = False  # sharded parameters: gather, update the full tensor, keep the shard
+
     moments: tuple[str, ...] = ()
     supports_complex = True
 
@@ -314,6 +316,8 @@ class LionBf16(_Bf16State):
 class _8bitState(PerParamLayout):
     """Shared parts of the 8-bit optimizers: per moment a (blocks × block_size) uint8 code tensor and fp32 block
     scales, or fp32 states for tensors with fewer than ``min_8bit_size`` entries."""
+
+    shard_local = False  # sharded parameters: gather, update the full tensor, keep the shard
 
     moments: tuple[str, ...] = ()
     supports_complex = True

@@ -251,6 +251,8 @@ class Muon(Optimizer):
             on top of its registered defaults.
     """
 
+    shard_local = False  # sharded parameters: gather, update the full tensor, keep the shard
+
     supports_complex = False
     hyperparameters = {
         "preset": OneOf(tuple(PRESETS)),

@@ -149,7 +149,7 @@ class OASIS(SecondOrderOptimizer):
                 if e.p.grad is None:
                     out[id(e)] = torch.zeros_like(e.grad)
                 else:
-                    out[id(e)] = self._working_views(e.p, e.group)[1].detach()
+                    out[id(e)] = self._working_views(e.p, e.p.grad, e.group["maximize"])[1].detach()
         finally:
             for e, w in zip(again, current):
                 e.p.copy_(w)

@@ -137,6 +137,8 @@ class OptimisticAMSGrad(Optimizer):
         bias_correction: rescale by 1 - β^t as torch's Adam does (default False, the paper's form).
     """
 
+    shard_local = False  # sharded parameters: gather, update the full tensor, keep the shard
+
     hyperparameters = {
         "lr": Range(0.0),
         "betas": Tuple(2, BETA),

@@ -182,6 +182,8 @@ class ProjectedAdamW(PerParamLayout):
         proj_lr, reproject_factor: COAP's gradient step on P and the number of updates between recomputations.
     """
 
+    shard_local = False  # sharded parameters: gather, update the full tensor, keep the shard
+
     hyperparameters = PROJECTED_RULES
     supports_complex = False
 

@@ -243,6 +243,8 @@ class PSGDKron(Optimizer):
         seed (constructor option): decorrelates the random probes of different runs.
     """
 
+    shard_local = False  # sharded parameters: gather, update the full tensor, keep the shard
+
     supports_complex = False
     hyperparameters = {
         "lr": Range(0.0),

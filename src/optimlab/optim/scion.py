@@ -155,6 +155,8 @@ class Scion(Optimizer):
     usual momentum 0.9); α = 1 uses the gradient itself.
     """
 
+    shard_local = False  # sharded parameters: gather, update the full tensor, keep the shard
+
     supports_complex = False
     hyperparameters = {
         "lr": Range(0.0, 1.0),

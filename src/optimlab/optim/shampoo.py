@@ -170,6 +170,8 @@ class Shampoo(Optimizer):
         weight_decay: L2 penalty folded into the gradient (0).
     """
 
+    shard_local = False  # sharded parameters: gather, update the full tensor, keep the shard
+
     supports_complex = False
     hyperparameters = {
         "lr": Range(0.0),

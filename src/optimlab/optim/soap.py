@@ -156,6 +156,8 @@ class SOAP(Optimizer):
     max_precond_dim 10000, precondition_1d False, normalize_grads False, correct_bias True.
     """
 
+    shard_local = False  # sharded parameters: gather, update the full tensor, keep the shard
+
     supports_complex = False
     hyperparameters = {
         "lr": Range(0.0),

@@ -156,6 +156,8 @@ class AdamWSN(PerParamLayout):
         update_proj_gap: refresh period T of the momentum subspace.
     """
 
+    shard_local = False  # sharded parameters: gather, update the full tensor, keep the shard
+
     hyperparameters = {
         "lr": Range(0.0),
         "betas": Tuple(2, BETA),
