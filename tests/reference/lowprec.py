@@ -8,7 +8,8 @@ dequantized states and stores the new states back:
   "lowbias32" finalizer on Python integers; the bits for element j of state s of the i-th parameter at step t are the
   top 16 bits of h((j + h(h(key mod 2³²) ^ (key >> 32) ^ h(2t + s))) mod 2³²), key = seed·1_000_003 + i·7_919.
 * 8-bit (Dettmers et al. 2022, arXiv:2110.02861): blocks of B entries (zero-padded), N_b = max|T_b| stored in fp32,
-  code = argmin_j |Q_j − T/N_b| (first index among ties), value = Q[code]·N_b; Q is the 256-value dynamic map
+  code = argmin_j |Q_j − T/N_b| (first index among ties; for Adam's second moment a positive T whose nearest Q is 0
+  takes the smallest positive Q), value = Q[code]·N_b; Q is the 256-value dynamic map
   (0, 1 and ±10^(i−6)·midpoints of 2^i (signed) / 2^(i+1) (unsigned) equal intervals of [0.1, 1], i = 0..6, fp32) or
   the linear map ((k − 128)/127 signed, k/255 unsigned). Tensors with fewer than ``min_8bit_size`` entries keep
   full-precision states.
@@ -96,7 +97,7 @@ def _map(kind, signed):
     return torch.tensor(sorted(values), dtype=torch.float32)
 
 
-def _quantize(x, block, qmap):
+def _quantize(x, block, qmap, keep_nonzero=False):
     n = x.numel()
     blocks = -(-n // block)
     flat = torch.zeros(blocks * block, dtype=x.dtype)
@@ -106,8 +107,12 @@ def _quantize(x, block, qmap):
     scale = absmax.to(x.dtype)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     normed = flat / scale[:, None]
-    codes = torch.argmin((normed[..., None] - qmap.to(x.dtype)).abs(), dim=-1).to(torch.uint8)
-    return codes, absmax
+    q = qmap.to(x.dtype)
+    codes = torch.argmin((normed[..., None] - q).abs(), dim=-1)
+    if keep_nonzero:  # a positive entry nearest to the value 0 takes the smallest positive value
+        smallest_positive = int(torch.nonzero(q > 0)[0])
+        codes = torch.where((normed > 0) & (q[codes] == 0), torch.full_like(codes, smallest_positive), codes)
+    return codes.to(torch.uint8), absmax
 
 
 def _dequantize(codes, absmax, qmap, like):
@@ -128,7 +133,8 @@ def _run_8bit(base, moments, param, grad, state, hp):
     q, s = base(param, grad, inner, **hp)
     new = {"step": s["step"]}
     for name in moments:
-        new[name], new[f"{name}_absmax"] = _quantize(s[name], block, _map(kind, signs[name]))
+        # Adam's second moment never rounds to 0: a zero denominator under a nonzero m is an unbounded step
+        new[name], new[f"{name}_absmax"] = _quantize(s[name], block, _map(kind, signs[name]), name == "exp_avg_sq")
     return q, new
 
 

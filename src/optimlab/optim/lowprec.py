@@ -34,7 +34,12 @@ The nearest code is exact (a 65536-entry lookup on the value's top 16 bits, then
 decision boundaries; 2–3× faster on CPU than a binary search). bitsandbytes' CPU kernel picks a different code for
 ~1–3% of the entries (next to decision boundaries, and values below ~1e-5·N_b in the unsigned map);
 ``tests/test_lowprec.py`` checks that ours is never farther from the value and that the two optimizers'
-trajectories agree. As in bitsandbytes, tensors with fewer than ``min_8bit_size`` entries (default 4096) keep fp32
+trajectories agree. **Adam's second moment never rounds to zero**: a positive v whose nearest code is 0 gets the
+smallest positive code. With plain nearest rounding an entry whose gradient stopped (a dead ReLU unit) keeps a small
+m while its v, far below its block's maximum, rounds to 0, and the next step m̂/(√v̂ + eps) is ~1e5·lr (measured: a
+64×64 weight moved 7.8 in 4 steps at lr=1e-2 where AdamW moves 0.04). bitsandbytes' CPU kernel avoids the zero in
+its own way (values below ~1e-5·N_b go to 1.56e-5·N_b); tests/test_lowprec.py checks that both keep each step near
+lr on such a model. As in bitsandbytes, tensors with fewer than ``min_8bit_size`` entries (default 4096) keep fp32
 states. The paper's block size is 2048 (bitsandbytes uses 256). Quantization is round-to-nearest (no stochastic
 rounding, as in bitsandbytes).
 
@@ -162,8 +167,9 @@ CODEBOOKS = {
 }
 
 
-def nearest_codes(x: Tensor, book: Codebook) -> Tensor:
-    """The index of the nearest value of ``book`` for every entry of ``x`` (ties to the lower index), int32."""
+def nearest_codes(x: Tensor, book: Codebook, keep_nonzero: bool = False) -> Tensor:
+    """The index of the nearest value of ``book`` for every entry of ``x`` (ties to the lower index), int32; with
+    ``keep_nonzero`` (unsigned maps), a positive entry whose nearest value is 0 gets the smallest positive one."""
     lut = book.lut.to(x.device)
     bounds = book.bounds.to(device=x.device)
     if x.dtype != bounds.dtype:  # midpoints in the compute dtype (fp64 math compares with fp64 midpoints)
@@ -171,18 +177,22 @@ def nearest_codes(x: Tensor, book: Codebook) -> Tensor:
         bounds = torch.cat([bounds[:1].to(x.dtype), (values[1:] + values[:-1]) / 2, bounds[-1:].to(x.dtype)])
     prefix = (x.float().view(torch.int32) >> 16) & 0xFFFF
     c = lut[prefix]
-    return c + (x > bounds[c + 1]).to(torch.int32) - (x <= bounds[c]).to(torch.int32)
+    c = c + (x > bounds[c + 1]).to(torch.int32) - (x <= bounds[c]).to(torch.int32)
+    if keep_nonzero:
+        c = torch.where((x > 0) & (c == 0), torch.ones_like(c), c)
+    return c
 
 
-def quantize_(codes: Tensor, absmax: Tensor, x: Tensor, book: Codebook) -> None:
-    """codes (blocks × B, uint8), absmax (blocks, fp32) ← the block-wise quantization of ``x``."""
+def quantize_(codes: Tensor, absmax: Tensor, x: Tensor, book: Codebook, keep_nonzero: bool = False) -> None:
+    """codes (blocks × B, uint8), absmax (blocks, fp32) ← the block-wise quantization of ``x`` (nearest codes; see
+    :func:`nearest_codes` for ``keep_nonzero``)."""
     blocks, size = codes.shape
     flat = x.reshape(-1)
     padded = torch.nn.functional.pad(flat, (0, blocks * size - flat.numel())).view(blocks, size)
     absmax.copy_(padded.abs().amax(dim=1))
     scale = absmax.to(x.dtype)
     normed = padded / torch.where(scale > 0, scale, torch.ones_like(scale))[:, None]
-    codes.copy_(nearest_codes(normed.contiguous(), book).to(torch.uint8))
+    codes.copy_(nearest_codes(normed.contiguous(), book, keep_nonzero).to(torch.uint8))
 
 
 def dequantize(codes: Tensor, absmax: Tensor, book: Codebook, like: Tensor) -> Tensor:
@@ -231,7 +241,7 @@ def adamw_8bit_update_(p, grad, *state, step, lr, beta1, beta2, eps, weight_deca
     v = dequantize(v_codes, v_absmax, unsigned, grad)
     _adamw_(p, grad, m, v, **hyper)
     quantize_(m_codes, m_absmax, m, signed)
-    quantize_(v_codes, v_absmax, v, unsigned)
+    quantize_(v_codes, v_absmax, v, unsigned, keep_nonzero=True)  # a nonzero v never becomes 0: bounded steps
 
 
 def lion_8bit_update_(p, grad, *state, step, lr, beta1, beta2, weight_decay, quant_map) -> None:
