@@ -4,7 +4,7 @@ multiplier's terms over the batch where we average them, so per-sample constrain
 players, 25 steps in float64. Cases: simultaneous GDA, alternating dual-primal, extragradient (Cooper's ExtraSGD),
 νPI duals (``init="zeros"``, where Cooper 1.0.1 and the paper agree; ν = 0.25 because Cooper holds the gains as
 float32 tensors, so κ_P(1 − ν) is rounded to float32 unless exact), the augmented Lagrangian at ρ = 1 (Cooper's
-dual gradient is g, ours ρg) and the quadratic penalty.""""
+dual gradient is g, ours ρg) and the quadratic penalty."""
 
 from __future__ import annotations
 
