@@ -98,7 +98,7 @@ class Formulation(nn.Module):
     ) -> Terms:
         """The primal loss and dual gradients at the observed point. ``violations`` maps every constraint name to
         its violation (a tensor, or a :class:`Violation` with indices / a strict value). ``reduce`` (optional)
-        averages a batch-level violation across processes before the dual gradient is formed (DDP)."""
+        averages each batch-level violation (and its strict value) across processes before use (DDP)."""
         unknown = set(violations) - set(self.constraints)
         missing = set(self.constraints) - set(violations)
         if unknown or missing:
@@ -122,7 +122,7 @@ class Formulation(nn.Module):
                 if g.numel() != c.size or strict.numel() != c.size:
                     raise ValueError(f"violations[{name!r}]: expected {c.size} values, got {g.numel()}")
                 if reduce is not None:
-                    strict = reduce(strict)
+                    g, strict = reduce(g), reduce(strict)
             rho = self.penalty[i]
             lam = self.multipliers[name] if self.uses_multipliers else None
             lam_obs = None if lam is None else (lam.detach()[idx] if c.per_sample else lam.detach())

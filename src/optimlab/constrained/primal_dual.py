@@ -22,9 +22,12 @@ Methods (``method=``):
 For optimizers without state (SGD) the extrapolation methods are the classical ones; with stateful optimizers the
 extrapolation is a step of the optimizer from the saved state, which is then restored.
 
-Under DDP (``torch.distributed`` initialized, ``sync_dual=True``) the observed batch-level violations are averaged
-over ranks before they form the dual gradient, so every rank holds the same batch-level multipliers; per-sample
-multipliers stay local to their shard. The model's gradients are averaged by DDP as usual.
+Under DDP (``torch.distributed`` initialized, ``sync_dual=True``) every batch-level violation is averaged over the
+ranks (differentiably) before it enters the formulation, so every rank holds the same batch-level multipliers and
+penalty, and a term that is nonlinear in the violation (penalty, augmented Lagrangian) sees the global batch's
+violation, as one process would; per-sample multipliers stay local to their shard (their terms are batch means,
+which DDP's gradient average over equal shards makes global). The model's gradients are averaged by DDP as usual.
+The 2-process run equals one process on the whole batch (tests/constrained/test_ddp.py).
 """
 
 from __future__ import annotations
@@ -58,8 +61,13 @@ class StepInfo:
 
 
 def _distributed_mean(t: Tensor) -> Tensor:
+    """The mean over ranks; differentiable (its backward sums the ranks' gradients) when ``t`` requires grad."""
     import torch.distributed as dist
 
+    if t.requires_grad:
+        from torch.distributed.nn.functional import all_reduce
+
+        return all_reduce(t, op=dist.ReduceOp.SUM) / dist.get_world_size()
     t = t.clone()
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t / dist.get_world_size()
