@@ -130,3 +130,19 @@ def test_state_dict_is_tensors_only():
     state = torch.load(buf, weights_only=True)
     assert set(state) == {"multipliers.a", "penalty"}
     assert float(C.AugmentedLagrangian([C.Constraint("a", size=3)]).penalty) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("init", "nu", "expected"),
+    [("zeros", 0.0, [2.0, 7.0]), ("sgd", 0.0, [1.0, 6.0]), ("zeros", 0.5, [1.5, 5.75])],
+)
+def test_nupi_known_steps(init, nu, expected):
+    """Errors e₀ = 1, e₁ = 3, κ_P = κ_I = 1, lr 1: λ₁ = κ_I e₀ + κ_P (ξ₀ − ξ₋₁), λ₂ = λ₁ + κ_I e₁ + κ_P (ξ₁ − ξ₀)."""
+    p = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = C.NuPI([p], lr=1.0, kp=1.0, ki=1.0, ema_nu=nu, init=init, maximize=True)
+    seen = []
+    for e in (1.0, 3.0):
+        p.grad = torch.full((1,), e, dtype=torch.float64)
+        opt.step()
+        seen.append(float(p.detach()))
+    assert seen == expected

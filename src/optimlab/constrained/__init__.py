@@ -19,6 +19,9 @@ through ``state_dict()`` (bit-exact, ``weights_only=True``)::
 
     info = pd.step(closure)
 
+The formulation is a module: move it with ``form.to(device)`` before building the dual optimizer; checkpoint
+``pd.state_dict()`` (formulation, both optimizers, step count, extrapolation memory) next to the model's.
+
 Contents (one idea per module):
 
 * :mod:`.problem` — :class:`Constraint` (kind, size, per-sample, resilience) and :class:`Violation`;
