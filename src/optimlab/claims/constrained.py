@@ -18,6 +18,10 @@ RESILIENCE = 20.0  # α of the resilient variant: slack u = λ/α
 NEAR_FEASIBLE = 0.1 * EPSILON  # "near-feasible": mean excess loss E[relu(ℓ_i − ε)] at most 10% of ε
 
 
+def _losses(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(model(x), y, reduction="none")
+
+
 def _c38_run(seed: int, mode: str, steps: int, hidden: int) -> dict:
     """Train the digits MLP by ERM (``"erm"``), Feasible Learning (``"fl"``) or resilient FL (``"rfl"``) with the
     same primal optimizer, batches and budget; return the training losses of the last iterate and test accuracy."""
@@ -37,8 +41,7 @@ def _c38_run(seed: int, mode: str, steps: int, hidden: int) -> dict:
         if mode == "erm":
             U.train_step(opt, lambda idx=idx: F.cross_entropy(model(x_train[idx]), y_train[idx]))
         else:
-            losses = lambda idx=idx: F.cross_entropy(model(x_train[idx]), y_train[idx], reduction="none")  # noqa: E731
-            pd.step(lambda idx=idx, losses=losses: (None, form.violations(losses(idx), idx)))
+            pd.step(lambda idx=idx: (None, form.violations(_losses(model, x_train[idx], y_train[idx]), idx)))
     with torch.no_grad():
         losses = F.cross_entropy(model(x_train), y_train, reduction="none")
     tail = losses.sort(descending=True).values[: max(1, n // 10)]

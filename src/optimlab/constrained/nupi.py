@@ -75,7 +75,9 @@ class NuPI(torch.optim.Optimizer):
         return loss
 
 
-def nupi_update_(p: Tensor, e: Tensor, xi: Tensor, *, lr: float, kp: float, ki: float, ema_nu: float, maximize: bool):
+def nupi_update_(
+    p: Tensor, e: Tensor, xi: Tensor, *, lr: float, kp: float, ki: float, ema_nu: float, maximize: bool
+) -> None:
     """One νPI step in place: ``ξ ← ν ξ + (1 − ν) e``; ``p ← p ± lr (κ_I e + κ_P (ξ_new − ξ_old))``."""
     delta = (1 - ema_nu) * (e - xi)  # ξ_t − ξ_{t−1}
     update = ki * e + kp * delta
