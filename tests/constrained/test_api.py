@@ -146,3 +146,26 @@ def test_nupi_known_steps(init, nu, expected):
         opt.step()
         seen.append(float(p.detach()))
     assert seen == expected
+
+
+@pytest.mark.parametrize(("method", "evaluations"), [("simultaneous", 1), ("alternating", 1), ("extragradient", 2),
+                                                      ("extrapolation_from_past", 1)])  # fmt: skip
+def test_evaluations_per_step_and_the_extrapolation_leaves_no_trace_in_optimizer_state(method, evaluations):
+    """Closure calls per step; the extrapolation of extragradient / extrapolation-from-the-past is undone, so a
+    stateful primal optimizer (Adam) counts one step per PrimalDual step and the dual one too."""
+    form = C.Lagrangian([C.Constraint("g")], dtype=torch.float64)
+    x = torch.nn.Parameter(torch.tensor([2.0, -1.0], dtype=torch.float64))
+    adam = torch.optim.Adam([x], lr=0.1)
+    dual = torch.optim.Adam(form.dual_parameters(), lr=0.1, maximize=True)
+    pd = C.PrimalDual(form, adam, dual, method=method)
+    calls = []
+
+    def closure():
+        calls.append(1)
+        return (x**2).sum(), {"g": (1 - x.sum()).reshape(1)}
+
+    for step in range(1, 4):
+        pd.step(closure)
+        assert len(calls) == evaluations * step
+        assert float(adam.state[x]["step"]) == step
+        assert float(dual.state[form.multipliers["g"]]["step"]) == step
