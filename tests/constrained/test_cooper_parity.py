@@ -1,7 +1,7 @@
 """Parity with Cooper (cooper-optim, the authors' library; Gallego-Posada et al. 2025, arXiv:2504.01212) on a shared
-problem where the conventions coincide: batch-level inequality and equality constraints (Cooper sums an indexed
-multiplier's terms over the batch where we average them, so per-sample constraints are left out), SGD on both
-players, 25 steps in float64. Cases: simultaneous GDA, alternating dual-primal, extragradient (Cooper's ExtraSGD),
+problem where the conventions coincide: batch-level inequality and equality constraints, SGD on both players, 25
+steps in float64 (and Feasible Learning's per-sample multipliers, bridging Cooper's batch sum and our batch mean
+through the primal learning rate). Cases: simultaneous GDA, alternating dual-primal, extragradient (Cooper's ExtraSGD),
 νPI duals (``init="zeros"``, where Cooper 1.0.1 and the paper agree; ν = 0.25 because Cooper holds the gains as
 float32 tensors, so κ_P(1 − ν) is rounded to float32 unless exact), the augmented Lagrangian at ρ = 1 (Cooper's
 dual gradient is g, ours ρg) and the quadratic penalty."""
@@ -139,3 +139,48 @@ def test_matches_cooper(case):
     for n in lam:
         torch.testing.assert_close(lam[n], clam[n], rtol=1e-12, atol=1e-14)
     assert float((x - torch.zeros(4, dtype=torch.float64)).abs().max()) > 1e-2  # the run moved
+
+
+def test_feasible_learning_matches_cooper_indexed_multipliers():
+    """Per-sample constraints (Feasible Learning, f ≡ 0): Cooper's IndexedMultiplier sums λ_i g_i over the batch where
+    we average, so with plain SGD on the model the two coincide when our primal lr is B times Cooper's; the dual
+    steps (SGD ascent on the observed examples' multipliers, projected) coincide as they are."""
+    from cooper import multipliers as M
+    from cooper import optim as O
+
+    g = torch.Generator().manual_seed(11)
+    n, batch = 12, 4
+    feats = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    target = torch.randn(n, generator=g, dtype=torch.float64)
+    eps = 0.3
+    batches = [torch.randperm(n, generator=torch.Generator().manual_seed(t))[:batch] for t in range(STEPS)]
+
+    def losses(w, idx):
+        return (feats[idx] @ w - target[idx]) ** 2
+
+    form = C.FeasibleLearning(n, eps, init=0.5, dtype=torch.float64)
+    w = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    dual = torch.optim.SGD(form.dual_parameters(), lr=DUAL_LR, maximize=True)
+    pd = C.PrimalDual(form, torch.optim.SGD([w], lr=LR * batch), dual)
+    for idx in batches:
+        pd.step(lambda idx=idx: (None, form.violations(losses(w, idx), idx)))
+
+    class FL(cooper.ConstrainedMinimizationProblem):
+        def __init__(self):
+            super().__init__()
+            mult = M.IndexedMultiplier(init=torch.full((n,), 0.5, dtype=torch.float64), dtype=torch.float64)
+            self.fl = cooper.Constraint(cooper.ConstraintType.INEQUALITY, multiplier=mult)
+
+        def compute_cmp_state(self, w, idx):
+            state = cooper.ConstraintState(violation=losses(w, idx) - eps, constraint_features=idx)
+            return cooper.CMPState(loss=None, observed_constraints={self.fl: state})
+
+    problem = FL()
+    cw = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    cdual = torch.optim.SGD(problem.dual_parameters(), lr=DUAL_LR, maximize=True)
+    opt = O.SimultaneousOptimizer(problem, torch.optim.SGD([cw], lr=LR), cdual)
+    for idx in batches:
+        opt.roll(compute_cmp_state_kwargs={"w": cw, "idx": idx})
+    torch.testing.assert_close(w.detach(), cw.detach(), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(form.weights, problem.fl.multiplier.weight.detach().reshape(-1), rtol=1e-12, atol=1e-14)
+    assert float(w.detach().abs().max()) > 1e-2 and float((form.weights - 0.5).abs().max()) > 1e-2
