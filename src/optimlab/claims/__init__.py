@@ -10,7 +10,7 @@ measurements (see :mod:`optimlab.claims._stats`). Run them with ``optimlab claim
 
 Families (one module each): :mod:`.speed` (optimizer-speed claims), :mod:`.memory` (memory-efficient optimizers),
 :mod:`.generalization` (SAM, StableMax), :mod:`.clipping` (clipping and robust estimators), :mod:`.dynamics`
-(constraints, edge of stability, Hessian spectrum, saddles).
+(constraints, edge of stability, Hessian spectrum, saddles), :mod:`.constrained` (Feasible Learning).
 
 Adding a claim: in the family's module, write ``experiment(ctx) -> Measurements`` (one value per replicate under
 a name, seeds from ``ctx.seeds``, a seconds-long configuration under ``ctx.quick`` via ``ctx.pick(quick, full)``,
