@@ -1,0 +1,57 @@
+"""The shape every outer-loop method shares: hyperparameters λ and inner variables held as tensors, one outer
+iteration per :meth:`HyperMethod.step`, and a ``state_dict`` that resumes bit-exactly."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .hypergradient import BilevelProblem, check_lr
+
+
+class HyperMethod:
+    """Base of the bilevel methods: ``step()`` computes a hypergradient estimate ``p`` (advancing the method's inner
+    variables) and takes ``λ ← λ − outer_lr · p``.
+
+    To drive λ with another optimizer, call :meth:`hypergradient` instead and hand ``p`` to it as ``λ.grad``.
+    Everything that must survive a restart (λ, the inner variables, warm starts, the outer step counter) is a
+    tensor in :meth:`state_dict`; schedules are functions of the counter.
+    """
+
+    #: names of the tensor attributes that make up the state (subclasses extend)
+    state_names: tuple[str, ...] = ("lam", "w", "outer_step")
+
+    def __init__(self, problem: BilevelProblem, lam: Tensor, w: Tensor, *, outer_lr: float) -> None:
+        if not isinstance(problem, BilevelProblem):
+            raise ValueError(f"problem must be a BilevelProblem, got {type(problem).__name__}")
+        check_lr("outer_lr", outer_lr)
+        self.problem = problem
+        self.outer_lr = outer_lr
+        self.lam = lam.detach().clone()
+        self.w = w.detach().clone()
+        self.outer_step = torch.zeros((), dtype=torch.int64)
+
+    def hypergradient(self) -> Tensor:
+        """Advance the inner variables and return the estimate of ∇F(λ) at the current λ."""
+        raise NotImplementedError
+
+    def step(self) -> Tensor:
+        """One outer iteration; returns the hypergradient estimate that was used."""
+        p = self.hypergradient()
+        self.lam = self.lam - self.outer_lr * p
+        self.outer_step += 1
+        return p
+
+    def outer_loss(self) -> Tensor:
+        """``f(w, λ)`` at the method's current inner variable (the validation loss it sees)."""
+        return self.problem.outer(self.w, self.lam)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {name: getattr(self, name).clone() for name in self.state_names}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        missing = [n for n in self.state_names if n not in state]
+        if missing:
+            raise KeyError(f"{type(self).__name__}.load_state_dict: missing {missing}")
+        for name in self.state_names:
+            setattr(self, name, state[name].detach().clone())
