@@ -13,14 +13,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ._method import HyperMethod
-from .hypergradient import (
-    BilevelProblem,
-    check_lr,
-    implicit_hypergradient,
-    inner_descent,
-    unrolled_hypergradient,
-)
+from ._method import HyperMethod, eager_descent
+from .hypergradient import BilevelProblem, check_lr, implicit_hypergradient, unrolled_hypergradient
 from .linear_solve import LinearSolve, _check_positive_int, cg
 
 
@@ -53,7 +47,7 @@ class AID(HyperMethod):
         self.inner_lr, self.inner_steps, self.linear_solve = inner_lr, inner_steps, linear_solve
 
     def hypergradient(self) -> Tensor:
-        self.w = inner_descent(self.problem, self.w, self.lam, steps=self.inner_steps, lr=self.inner_lr)
+        self.w = eager_descent(self.problem.inner, self.w, self.lam, steps=self.inner_steps, lr=self.inner_lr)
         return implicit_hypergradient(self.problem, self.w, self.lam, linear_solve=self.linear_solve)
 
 

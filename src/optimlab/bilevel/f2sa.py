@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ._method import HyperMethod
+from ._method import HyperMethod, eager_grads
 from .hypergradient import BilevelProblem, check_lr
 from .linear_solve import _check_positive_int
 
@@ -66,7 +66,8 @@ class F2SA(HyperMethod):
         mu, gamma, problem, lam = self.current_multiplier(), self.inner_lr, self.problem, self.lam
         w, z = self.w, self.z
         for _ in range(self.inner_steps):
-            z = z - gamma * problem.inner_grad(z, lam)
-            w = w - (gamma / mu) * (problem.outer_grads(w, lam)[0] + mu * problem.inner_grad(w, lam))
+            z = z - gamma * eager_grads(problem.inner, z, lam)[0]
+            w = w - (gamma / mu) * (eager_grads(problem.outer, w, lam)[0] + mu * eager_grads(problem.inner, w, lam)[0])
         self.w, self.z = w, z
-        return problem.outer_grads(w, lam)[1] + mu * (problem.inner_grads(w, lam)[1] - problem.inner_grads(z, lam)[1])
+        grad_lam_f = eager_grads(problem.outer, w, lam)[1]
+        return grad_lam_f + mu * (eager_grads(problem.inner, w, lam)[1] - eager_grads(problem.inner, z, lam)[1])

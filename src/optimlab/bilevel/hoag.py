@@ -14,13 +14,11 @@ Tolerances: ``ε_k = tol · decay^k`` (geometric, the paper's default uses decay
 
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import Tensor
 
 from .. import curvature
-from ._method import HyperMethod
+from ._method import HyperMethod, eager_grads
 from .hypergradient import BilevelProblem, check_lr
 from .linear_solve import _check_positive_int, cg
 
@@ -85,14 +83,25 @@ class HOAG(HyperMethod):
         problem, lam, w = self.problem, self.lam, self.w
         steps = 0
         while steps < self.max_inner_steps:
-            g = problem.inner_grad(w, lam)
+            g = eager_grads(problem.inner, w, lam)[0]
             if float(torch.linalg.vector_norm(g)) <= eps:
                 break
             w = w - self.inner_lr * g
             steps += 1
         self.w, self.last_inner_steps = w, steps
-        grad_w_f, grad_lam_f = problem.outer_grads(w, lam)
-        hessian = functools.partial(curvature.functional_hvp, lambda w_: problem.inner(w_, lam), w)
-        self.q = cg(hessian, grad_w_f, x0=self.q, maxiter=self.max_cg_steps, rtol=0.0, atol=eps)
-        _, cross = torch.func.vjp(lambda lam_: problem.inner_grad(w, lam_), lam)
-        return grad_lam_f - cross(self.q)[0]
+        grad_w_f, grad_lam_f = eager_grads(problem.outer, w, lam)
+        with torch.enable_grad():  # one graph of ∇_w g for every HVP of the CG solve and the mixed product
+            w_, lam_ = w.detach().requires_grad_(True), lam.detach().requires_grad_(True)
+            (grad_w_g,) = torch.autograd.grad(problem.inner(w_, lam_), w_, create_graph=True)
+            self.q = cg(
+                lambda v: curvature.hvp([grad_w_g], [w_], [v])[0],
+                grad_w_f,
+                x0=self.q,
+                maxiter=self.max_cg_steps,
+                rtol=0.0,
+                atol=eps,
+            ).detach()
+            (cross,) = torch.autograd.grad(
+                grad_w_g, lam_, grad_outputs=self.q, allow_unused=True, materialize_grads=True
+            )
+        return grad_lam_f - cross

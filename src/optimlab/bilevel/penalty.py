@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ._method import HyperMethod
-from .hypergradient import BilevelProblem, check_lr, inner_descent
+from ._method import HyperMethod, eager_descent, eager_grads
+from .hypergradient import BilevelProblem, check_lr
 from .linear_solve import _check_positive_int
 
 
@@ -50,8 +50,8 @@ class PenaltyBilevel(HyperMethod):
 
     def hypergradient(self) -> Tensor:
         problem, lam, w, gamma = self.problem, self.lam, self.w, self.penalty
-        self.z = inner_descent(problem, self.z, lam, steps=self.inner_steps, lr=self.inner_lr)
-        grad_w_f, grad_lam_f = problem.outer_grads(w, lam)
-        grad_w_g, grad_lam_g = problem.inner_grads(w, lam)
+        self.z = eager_descent(problem.inner, self.z, lam, steps=self.inner_steps, lr=self.inner_lr)
+        grad_w_f, grad_lam_f = eager_grads(problem.outer, w, lam)
+        grad_w_g, grad_lam_g = eager_grads(problem.inner, w, lam)
         self.w = w - (self.inner_lr / gamma) * (grad_w_f + gamma * grad_w_g)  # w half of the joint step, old point
-        return grad_lam_f + gamma * (grad_lam_g - problem.inner_grads(self.z, lam)[1])
+        return grad_lam_f + gamma * (grad_lam_g - eager_grads(problem.inner, self.z, lam)[1])
