@@ -27,7 +27,8 @@ def eager_descent(fn, w: Tensor, lam: Tensor, *, steps: int, lr: float) -> Tenso
 
 class HyperMethod:
     """Base of the bilevel methods: ``step()`` computes a hypergradient estimate ``p`` (advancing the method's inner
-    variables) and takes ``λ ← λ − outer_lr · p``.
+    variables) and takes the projected step ``λ ← clamp(λ − outer_lr · p, *bounds)`` (HOAG's projection onto a box
+    of admissible hyperparameters; no projection when ``bounds`` is None).
 
     To drive λ with another optimizer, call :meth:`hypergradient` instead and hand ``p`` to it as ``λ.grad``.
     Everything that must survive a restart (λ, the inner variables, warm starts, the outer step counter) is a
@@ -37,12 +38,23 @@ class HyperMethod:
     #: names of the tensor attributes that make up the state (subclasses extend)
     state_names: tuple[str, ...] = ("lam", "w", "outer_step")
 
-    def __init__(self, problem: BilevelProblem, lam: Tensor, w: Tensor, *, outer_lr: float) -> None:
+    def __init__(
+        self,
+        problem: BilevelProblem,
+        lam: Tensor,
+        w: Tensor,
+        *,
+        outer_lr: float,
+        bounds: tuple[float, float] | None = None,
+    ) -> None:
         if not isinstance(problem, BilevelProblem):
             raise ValueError(f"problem must be a BilevelProblem, got {type(problem).__name__}")
         check_lr("outer_lr", outer_lr)
+        if bounds is not None and not (len(bounds) == 2 and bounds[0] < bounds[1]):
+            raise ValueError(f"bounds must be (low, high) with low < high, got {bounds!r}")
         self.problem = problem
         self.outer_lr = outer_lr
+        self.bounds = bounds
         self.lam = lam.detach().clone()
         self.w = w.detach().clone()
         self.outer_step = torch.zeros((), dtype=torch.int64)
@@ -55,6 +67,8 @@ class HyperMethod:
         """One outer iteration; returns the hypergradient estimate that was used."""
         p = self.hypergradient()
         self.lam = self.lam - self.outer_lr * p
+        if self.bounds is not None:
+            self.lam = self.lam.clamp(*self.bounds)
         self.outer_step += 1
         return p
 

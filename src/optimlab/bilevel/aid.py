@@ -38,10 +38,11 @@ class AID(HyperMethod):
         *,
         outer_lr: float,
         inner_lr: float,
+        bounds: tuple[float, float] | None = None,
         inner_steps: int = 10,
         linear_solve: LinearSolve = cg,
     ) -> None:
-        super().__init__(problem, lam, w, outer_lr=outer_lr)
+        super().__init__(problem, lam, w, outer_lr=outer_lr, bounds=bounds)
         check_lr("inner_lr", inner_lr)
         _check_positive_int("inner_steps", inner_steps, 0)
         self.inner_lr, self.inner_steps, self.linear_solve = inner_lr, inner_steps, linear_solve
@@ -62,10 +63,11 @@ class TruncatedUnroll(HyperMethod):
         *,
         outer_lr: float,
         inner_lr: float,
+        bounds: tuple[float, float] | None = None,
         inner_steps: int = 10,
         truncate: int | None = None,
     ) -> None:
-        super().__init__(problem, lam, w, outer_lr=outer_lr)
+        super().__init__(problem, lam, w, outer_lr=outer_lr, bounds=bounds)
         check_lr("inner_lr", inner_lr)
         _check_positive_int("inner_steps", inner_steps, 1)
         if truncate is not None and not (isinstance(truncate, int) and 1 <= truncate <= inner_steps):

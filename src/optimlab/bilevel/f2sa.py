@@ -40,12 +40,13 @@ class F2SA(HyperMethod):
         *,
         outer_lr: float,
         inner_lr: float,
+        bounds: tuple[float, float] | None = None,
         inner_steps: int = 10,
         multiplier: float = 1.0,
         multiplier_increment: float = 1.0,
         max_multiplier: float = 1e3,
     ) -> None:
-        super().__init__(problem, lam, w, outer_lr=outer_lr)
+        super().__init__(problem, lam, w, outer_lr=outer_lr, bounds=bounds)
         check_lr("inner_lr", inner_lr)
         _check_positive_int("inner_steps", inner_steps, 1)
         check_lr("multiplier", multiplier)

@@ -54,13 +54,14 @@ class HOAG(HyperMethod):
         *,
         outer_lr: float,
         inner_lr: float,
+        bounds: tuple[float, float] | None = None,
         tol: float = 1e-1,
         decay: float = 0.9,
         schedule: str = "geometric",
         max_inner_steps: int = 1000,
         max_cg_steps: int = 100,
     ) -> None:
-        super().__init__(problem, lam, w, outer_lr=outer_lr)
+        super().__init__(problem, lam, w, outer_lr=outer_lr, bounds=bounds)
         check_lr("inner_lr", inner_lr)
         check_lr("tol", tol)
         if not (0.0 < decay < 1.0):

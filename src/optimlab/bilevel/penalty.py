@@ -38,10 +38,11 @@ class PenaltyBilevel(HyperMethod):
         *,
         outer_lr: float,
         inner_lr: float,
+        bounds: tuple[float, float] | None = None,
         penalty: float = 10.0,
         inner_steps: int = 10,
     ) -> None:
-        super().__init__(problem, lam, w, outer_lr=outer_lr)
+        super().__init__(problem, lam, w, outer_lr=outer_lr, bounds=bounds)
         check_lr("inner_lr", inner_lr)
         check_lr("penalty", penalty)
         _check_positive_int("inner_steps", inner_steps, 0)
