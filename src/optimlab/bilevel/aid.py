@@ -24,7 +24,7 @@ class AID(HyperMethod):
     Args:
         problem: the bilevel problem.
         lam, w: initial hyperparameters and inner variables (copied).
-        outer_lr: step on λ.
+        outer_lr: step on λ; bounds: optional box ``(low, high)`` that λ is projected onto after each step.
         inner_lr, inner_steps: gradient descent on ``g`` before each hypergradient.
         linear_solve: :func:`~optimlab.bilevel.cg` (IFT + CG), ``functools.partial(neumann, terms=K, alpha=α)``
             (IFT + Neumann) or :func:`~optimlab.bilevel.direct`.
@@ -53,7 +53,8 @@ class AID(HyperMethod):
 
 
 class TruncatedUnroll(HyperMethod):
-    """Truncated back-propagation through ``inner_steps`` warm-started descent steps (the last ``truncate``)."""
+    """Truncated back-propagation through ``inner_steps`` warm-started descent steps (step ``inner_lr``), the last
+    ``truncate`` of them (all when None); ``outer_lr`` and ``bounds`` as in :class:`~optimlab.bilevel.HyperMethod`."""
 
     def __init__(
         self,

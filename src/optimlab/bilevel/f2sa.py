@@ -28,7 +28,8 @@ from .linear_solve import _check_positive_int
 class F2SA(HyperMethod):
     """Fully first-order bilevel method: two copies of the inner variables (``w`` for the penalized problem, ``z`` for
     the inner one) and an increasing penalty multiplier ``μ_k = min(multiplier + k·multiplier_increment,
-    max_multiplier)``."""
+    max_multiplier)``. ``inner_lr`` is γ (z's step; w's is γ/μ_k), ``inner_steps`` the inner iterations per outer
+    step; ``outer_lr`` and ``bounds`` as in :class:`~optimlab.bilevel.HyperMethod`."""
 
     state_names = (*HyperMethod.state_names, "z")
 

@@ -38,7 +38,8 @@ class HOAG(HyperMethod):
     """HOAG with inexact inner solves and CG solves to a summable tolerance schedule.
 
     Args:
-        problem, lam, w, outer_lr: as in :class:`~optimlab.bilevel.HyperMethod` (``outer_lr`` plays 1/L).
+        problem, lam, w, outer_lr, bounds: as in :class:`~optimlab.bilevel.HyperMethod` (``outer_lr`` plays 1/L;
+            ``bounds`` is the paper's projection onto a box of admissible hyperparameters).
         inner_lr: gradient-descent step on ``g``; ``max_inner_steps`` caps the inner loop.
         tol, decay, schedule: the tolerance sequence (see :func:`hoag_tolerance`).
         max_cg_steps: cap on the CG iterations per outer step.

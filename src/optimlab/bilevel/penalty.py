@@ -26,7 +26,9 @@ from .linear_solve import _check_positive_int
 
 
 class PenaltyBilevel(HyperMethod):
-    """V-PBGD: joint gradient descent on the value-function penalty with fixed ``penalty`` γ."""
+    """V-PBGD: joint gradient descent on the value-function penalty with fixed ``penalty`` γ; ``inner_steps``
+    warm-started descent steps (step ``inner_lr``) on z per outer step; ``outer_lr`` and ``bounds`` as in
+    :class:`~optimlab.bilevel.HyperMethod`."""
 
     state_names = (*HyperMethod.state_names, "z")
 
