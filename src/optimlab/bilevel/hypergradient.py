@@ -41,14 +41,6 @@ class BilevelProblem:
         """``∇_w g(w, λ)``."""
         return torch.func.grad(self.inner)(w, lam)
 
-    def inner_grads(self, w: Tensor, lam: Tensor) -> tuple[Tensor, Tensor]:
-        """``(∇_w g, ∇_λ g)`` at ``(w, λ)``."""
-        return torch.func.grad(self.inner, argnums=(0, 1))(w, lam)
-
-    def outer_grads(self, w: Tensor, lam: Tensor) -> tuple[Tensor, Tensor]:
-        """``(∇_w f, ∇_λ f)`` at ``(w, λ)`` (zeros for λ when ``f`` does not depend on it)."""
-        return torch.func.grad(self.outer, argnums=(0, 1))(w, lam)
-
 
 def check_lr(name: str, value: float) -> None:
     """``ValueError`` naming ``name`` unless ``value`` is a finite number > 0."""
