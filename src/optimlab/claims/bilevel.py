@@ -399,6 +399,6 @@ register(
         family="bilevel",
         seeds=5,
         quick_seeds=2,
-        expected_minutes=3.0,
+        expected_minutes=4.0,
     )
 )
