@@ -130,15 +130,13 @@ class UPGrad(Aggregator):
             if self.pref_vector.numel() != m:
                 raise ValueError(f"pref_vector has {self.pref_vector.numel()} entries for {m} objectives")
             pref = self.pref_vector.to(g.device)
-        total = torch.zeros(m, dtype=g.dtype, device=g.device)
-        for i in range(m):
-            if float(pref[i]) == 0.0:
-                continue
-            u = torch.zeros(m, dtype=g.dtype, device=g.device)
-            u[i] = pref[i]
-            # min_{v ≥ u} vᵀGv with v = u + s, s ≥ 0:  min_s ½ sᵀGs + (Gu)ᵀs
-            total += u + nonneg_qp(g, g @ u)
-        return total
+        # one QP per row i: min_{v ≥ u} vᵀGv with u = p_i e_i; v = u + s, s ≥ 0: min_s ½ sᵀGs + (Gu)ᵀs
+        U = torch.diag(pref)
+        keep = pref != 0
+        V = U.clone()
+        if bool(keep.any()):
+            V[keep] += nonneg_qp(g, U[keep] @ g)
+        return V.sum(0)
 
 
 class MGDA(Aggregator):
