@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
 #: outer iterations that free all violating coordinates at once before falling back to one at a time
 _BLOCK_ITERS = 1
 

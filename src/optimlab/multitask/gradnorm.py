@@ -84,7 +84,7 @@ class GradNorm:
         target = g_norms.mean() * rate.pow(self.alpha)
         grad_w = torch.sign(g_norms - target) * norms
 
-        total = (self.task_weights.detach().to(losses.dtype) * losses).sum()
+        total = (self.task_weights.detach().to(device=losses.device, dtype=losses.dtype) * losses).sum()
         total.backward(retain_graph=retain_graph)
 
         self.optimizer.zero_grad(set_to_none=True)
