@@ -162,7 +162,7 @@ register(
         family="multitask",
         seeds=3,
         quick_seeds=2,
-        expected_minutes=3.0,
+        expected_minutes=5.0,
     )
 )
 
@@ -178,7 +178,7 @@ def _c34_train(seed: int, data: dict, lr: float, steps: int, method: str) -> dic
     x, y = data["train"]
     order = torch.Generator().manual_seed(34_000 + seed)
     agg = MT.UPGrad(reg_eps=0.0)
-    worst = worst_cos = math.inf
+    worst = worst_rel = math.inf
     curve = []
     perm = torch.randperm(len(x), generator=order)
     pos = 0
@@ -198,7 +198,7 @@ def _c34_train(seed: int, data: dict, lr: float, steps: int, method: str) -> dic
             row_norms = MT.gramian(blocks).diagonal().sqrt()
             d_norm = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in params))
             worst = min(worst, float(jd.min()))
-            worst_cos = min(worst_cos, float((jd / (row_norms * d_norm).clamp_min(1e-300)).min()))
+            worst_rel = min(worst_rel, float(jd.min()) / max(float(row_norms.max()) * d_norm, 1e-300))
         opt.step()
         if step % 10 == 0:
             curve.append((step, float(losses.detach().mean())))
@@ -206,7 +206,7 @@ def _c34_train(seed: int, data: dict, lr: float, steps: int, method: str) -> dic
         "val": U.accuracy(model, *data["val"]),
         "test": U.accuracy(model, *data["test"]),
         "worst_jd": worst,
-        "worst_cos": worst_cos,
+        "worst_rel": worst_rel,
         "curve": curve,
     }
 
@@ -228,7 +228,7 @@ def _c34_experiment(ctx: Context) -> Measurements:
             if method == "upgrad":
                 for run in runs.values():
                     m.add("upgrad_worst_jd", run["worst_jd"])
-                    m.add("upgrad_worst_cos", run["worst_cos"])
+                    m.add("upgrad_worst_rel", run["worst_rel"])
         m.add("acc_upgrad_minus_erm", best["upgrad"][1]["test"] - best["erm"][1]["test"])
         m.add("erm_test", best["erm"][1]["test"])
         m.add("upgrad_test", best["upgrad"][1]["test"])
@@ -275,9 +275,10 @@ register(
         checks=(
             Check(
                 "UPGrad never conflicts",
-                "min over steps and objectives of cos(g_i, d) = (J d)_i / (‖g_i‖ ‖d‖) ≥ −1e-6 in every UPGrad run "
-                "(rounding only: an objective whose projection is exactly orthogonal has (J d)_i = 0 ± rounding)",
-                "upgrad_worst_cos",
+                "min over steps and objectives of (J d)_i / (max_k ‖g_k‖ · ‖d‖) ≥ −1e-6 in every UPGrad run: J d ≥ 0 "
+                "up to rounding at the problem's scale (an objective whose projection is exactly orthogonal, or whose "
+                "gradient vanishes, has (J d)_i = 0 ± rounding, so its own cosine is not a meaningful test)",
+                "upgrad_worst_rel",
                 AllPass(-1e-6, below=False),
             ),
             Check(
@@ -295,9 +296,9 @@ register(
             ),
         ),
         family="multitask",
-        seeds=3,
+        seeds=5,
         quick_seeds=2,
-        expected_minutes=3.0,
+        expected_minutes=4.0,
     )
 )
 
