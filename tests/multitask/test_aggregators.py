@@ -157,3 +157,19 @@ def test_bad_hyperparameters_name_the_field(factory, field):
 def test_not_a_matrix_raises():
     with pytest.raises(ValueError, match="matrix"):
         UPGrad()(torch.zeros(3))
+
+
+def test_upgrad_on_degenerate_jacobians():
+    """Zero rows (perfectly fitted samples), duplicated rows and a tiny row that conflicts with a large one: the
+    exact projection needs a large weight on the tiny row; J d ≥ 0 must still hold to rounding."""
+    g = torch.Generator().manual_seed(11)
+    J = torch.randn(8, 30, generator=g, dtype=torch.float64)
+    tiny = 3e-6 * (-J[0] + 0.1 * torch.randn(30, generator=g, dtype=torch.float64))
+    J = torch.cat([J, tiny[None], torch.zeros(2, 30, dtype=torch.float64), J[3:5]])
+    # the exact projection (reg_eps = 0) to rounding; torchjd's default reg_eps = 1e-4 (added to the
+    # trace-normalized Gramian) trades exactness for conditioning: G w ≥ −reg_eps·tr(G)·w
+    for agg, tol in ((UPGrad(norm_eps=0.0, reg_eps=0.0), 1e-9), (UPGrad(), 1e-4)):
+        d = agg(J)
+        scale = float(J.norm(dim=1).max() * d.norm())
+        assert float((J @ d).min()) >= -tol * scale
+    torch.testing.assert_close(UPGrad(norm_eps=0.0, reg_eps=0.0)(J), ref.upgrad(J), rtol=1e-6, atol=1e-8)

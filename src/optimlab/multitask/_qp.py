@@ -14,18 +14,28 @@ from torch import Tensor
 
 #: outer iterations that free all violating coordinates at once before falling back to one at a time
 _BLOCK_ITERS = 1
+#: relative residual above which a free-set solve falls back to SVD least squares
+_RESIDUAL = 1e-12
 
 
 def _solve_free(G: Tensor, C: Tensor, free: Tensor) -> Tensor:
     """For every row k: the minimizer of ½ zᵀGz + c_kᵀz over the coordinates free[k] (the others held at 0),
-    i.e. G_FF z_F = −c_F; least squares where G_FF is singular (G is only PSD)."""
+    i.e. G_FF z_F = −c_F. LU with one step of iterative refinement; where the free block is (nearly) singular —
+    duplicated, zero or dependent rows of J — and LU's residual is not small, SVD least squares (minimum norm)."""
     mask = free.to(G.dtype)
-    eye = torch.eye(G.shape[0], dtype=G.dtype, device=G.device)
     A = mask[:, :, None] * G[None] * mask[:, None, :] + torch.diag_embed(1.0 - mask)
     rhs = (-C * mask).unsqueeze(-1)
     sol, info = torch.linalg.solve_ex(A, rhs)
-    if bool((info != 0).any()) or not bool(torch.isfinite(sol).all()):
-        sol = torch.linalg.lstsq(A + 0.0 * eye, rhs, driver="gelsd").solution
+    ok = (info == 0) & torch.isfinite(sol).all(dim=(1, 2))
+    if bool(ok.all()):
+        sol = sol - torch.linalg.solve_ex(A, A @ sol - rhs)[0]  # iterative refinement
+        resid = (A @ sol - rhs).norm(dim=(1, 2))
+        size = A.abs().amax(dim=(1, 2)) * sol.norm(dim=(1, 2)) + rhs.norm(dim=(1, 2))
+        ok = torch.isfinite(sol).all(dim=(1, 2)) & (resid <= _RESIDUAL * size.clamp_min(1e-300))
+    if not bool(ok.all()):
+        bad = ~ok
+        sol = sol.clone()
+        sol[bad] = torch.linalg.lstsq(A[bad], rhs[bad], driver="gelsd").solution
     return sol.squeeze(-1) * mask
 
 
