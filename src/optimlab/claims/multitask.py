@@ -298,7 +298,7 @@ register(
         family="multitask",
         seeds=5,
         quick_seeds=2,
-        expected_minutes=4.0,
+        expected_minutes=5.0,
     )
 )
 
