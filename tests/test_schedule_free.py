@@ -89,3 +89,51 @@ def test_exact_resume_from_an_eval_mode_checkpoint():
     torch.testing.assert_close(x, x2, rtol=1e-6, atol=1e-7)  # eval→train is a lerp round trip (not bit-exact)
     for key in ("z", "exp_avg_sq", "weight_sum", "lr_max"):
         torch.testing.assert_close(opt.state[x][key], opt2.state[x2][key], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_wrapper_around_adamw_equals_sf_adamw(weight_decay):
+    """ScheduleFreeWrapper(AdamW with β₁ = 0, no own decay, decay λ at y) == sf_adamw(β₁ = momentum, λ), 60 steps,
+    train and eval mode (float64; the two write √(v/(1 − β₂ᵗ)) in different orders)."""
+    params0 = H.make_params()
+    a = [p.clone().requires_grad_(True) for p in params0]
+    b = [p.clone().requires_grad_(True) for p in params0]
+    sf = optimlab.create("sf_adamw", [{"params": a[:2]}, {"params": a[2:]}], lr=0.05, weight_decay=weight_decay)
+    wrapped = optimlab.create(
+        "schedule_free",
+        [{"params": b[:2]}, {"params": b[2:]}],
+        lr=0.05,
+        momentum=0.9,
+        weight_decay_at_y=weight_decay,
+        betas=(0.0, 0.999),
+        weight_decay=0.0,
+    )
+    for t in range(60):
+        H.run_optimizer(None, a, 1, start=t, opt=sf)
+        H.run_optimizer(None, b, 1, start=t, opt=wrapped)
+    for p, q in zip(a, b):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
+    sf.eval()
+    wrapped.eval()
+    for p, q in zip(a, b):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
+
+
+def test_wrapper_float64_parity_with_the_package_wrapper():
+    sf = pytest.importorskip("schedulefree", reason="the authors' schedulefree package is not installed")
+    params0 = H.make_params()
+    a = [p.clone().requires_grad_(True) for p in params0]
+    b = [p.clone().requires_grad_(True) for p in params0]
+    from optimlab.wrappers.schedule_free import ScheduleFreeWrapper
+
+    # the package keeps z in the base's state: its base is torch's SGD (optimlab's expects only its own keys there)
+    ours = ScheduleFreeWrapper(a, base=torch.optim.SGD, momentum=0.8, weight_decay_at_y=0.1, lr=0.05, foreach=False)
+    theirs = sf.ScheduleFreeWrapper(torch.optim.SGD(b, lr=0.05, foreach=False), momentum=0.8, weight_decay_at_y=0.1)
+    theirs.train()
+    for t in range(50):
+        H.run_optimizer(None, a, 1, start=t, opt=ours)
+        H.run_optimizer(None, b, 1, start=t, opt=theirs)
+    ours.eval()
+    theirs.eval()
+    for p, q in zip(a, b):
+        torch.testing.assert_close(p, q, rtol=1e-11, atol=1e-13)

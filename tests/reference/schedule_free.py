@@ -40,3 +40,32 @@ def sf_adamw(param, grad, state, *, lr, betas, eps, weight_decay, warmup_steps, 
         return grad / ((v / (1 - beta2**t)).sqrt() + eps), {"exp_avg_sq": v}
 
     return _sf(param, direction, state, lr, beta1, weight_decay, warmup_steps, r, weight_lr_power)
+
+
+WRAPPER_OWN = ("base", "momentum", "weight_decay_at_y", "r", "weight_lr_power")
+
+
+def schedule_free_wrapper(param, grad, state, **hp):
+    """The schedule-free wrapper: the base optimizer's own reference steps z with the gradient at y (the paper's
+    Algorithm 1 with the base's rule in place of z's SGD step); decay λ at y: z ← z − lr·λ·y first."""
+    import optimlab
+    from tests._harness import load_reference
+
+    t = state.get("step", 0) + 1
+    y = param
+    x = state.get("x", param.clone())
+    z = state.get("z", param.clone())
+    lr, beta = hp["lr"], hp["momentum"]
+    z = z - lr * hp["weight_decay_at_y"] * y
+    spec = optimlab.spec(hp["base"])
+    base_hp = {**spec.defaults, **{k: v for k, v in hp.items() if k not in WRAPPER_OWN}}
+    base_state = {k: v for k, v in state.items() if k not in ("x", "z", "weight_sum", "lr_max")}
+    z, base_new = load_reference(spec.reference)(z, grad, base_state, **base_hp)
+    lr_max = max(float(state.get("lr_max", torch.zeros(1))), lr)
+    w = t ** hp["r"] * lr_max ** hp["weight_lr_power"]
+    total = float(state.get("weight_sum", torch.zeros(1))) + w
+    c = w / total if total > 0 else 0.0
+    x = (1 - c) * x + c * z
+    scal = lambda v: torch.tensor([v], dtype=param.dtype)  # noqa: E731
+    new = {**base_new, "step": t, "x": x, "z": z, "weight_sum": scal(total), "lr_max": scal(lr_max)}
+    return (1 - beta) * z + beta * x, new
