@@ -57,6 +57,7 @@ class ScheduleFreeWrapper(WrapperOptimizer):
     ) -> None:
         own = dict(sf_momentum=momentum, weight_decay_at_y=weight_decay_at_y, r=r, weight_lr_power=weight_lr_power)
         super().__init__(params, base, base_kwargs, own)
+        self.defaults["momentum"] = momentum  # the constructor's name for sf_momentum
         for group in self.param_groups:
             group.setdefault("train_mode", True)
 
