@@ -312,14 +312,19 @@ _PRODIGY_NOTES = (
     "Arguments, defaults and math of the authors' prodigyopt 1.1 (float64 parity in tests/test_prodigy.py), with "
     "slice_p = 1 and without fsdp_in_use. Deviations: groups may have different lr (each group's dlr uses its own; "
     "the package raises), p.grad is left alone under coupled decay. d, d_max and the numerator are one-element "
-    "state tensors (the package keeps Python floats in the param groups). pytorch_optimizer's Prodigy follows the "
-    "same update (not parity-tested here)."
+    "state tensors (the package keeps Python floats in the param groups). pytorch_optimizer's Prodigy (read at "
+    "kozistr/pytorch_optimizer@5baa713, not run) renames decouple/use_bias_correction to weight_decouple/"
+    "bias_correction, applies coupled decay after the d estimate (so g, m, v exclude λx) and decays the numerator "
+    "also on steps it skips."
 )
 _DADAPT_NOTES = (
     "Arguments, defaults and math of the authors' dadaptation 3.2 DAdaptAdam (float64 parity in "
     "tests/test_prodigy.py), without log_every / fsdp_in_use; layer_scale is a group entry as in the package. "
     "Deviations: groups may have different lr; p.grad is left alone under coupled decay (decouple=False, the "
-    "package default, adds λx to the gradient before every use)."
+    "package default, adds λx to the gradient before every use). pytorch_optimizer's DAdaptAdam as read at "
+    "kozistr/pytorch_optimizer@4a282e3 (not run) differs: d̂ = r/(1 − √β₂)·‖s‖₁ (multiplies by ‖s‖₁), state is "
+    "re-created every step (its 'step' key is never written), the group step never advances, coupled decay acts "
+    "on x instead of the gradient."
 )
 
 R.register(
