@@ -31,7 +31,17 @@ ERROR = "error"
 STATUSES = (CONFIRMED, NOT_CONFIRMED, INCONCLUSIVE, PENDING, ERROR)
 
 #: modules holding claim records (one per family of claims)
-FAMILY_MODULES = ("speed", "memory", "generalization", "clipping", "dynamics", "constrained", "bilevel", "multitask")
+FAMILY_MODULES = (
+    "speed",
+    "memory",
+    "generalization",
+    "clipping",
+    "dynamics",
+    "constrained",
+    "bilevel",
+    "multitask",
+    "schedules",
+)
 
 
 # ----------------------------------------------------------------------------- plots
