@@ -158,7 +158,7 @@ class LDoG(DoG):
     all in the per-tensor update (no whole-group part). Same arguments as the authors' ``dog.LDoG``."""
 
     update = staticmethod(ldog_update_)
-    step = Optimizer.step
+    prepare = Optimizer.prepare  # no whole-group part
 
     def hyper(self, group):
         keys = ("lr", "reps_rel", "eps", "weight_decay", "init_eta")
