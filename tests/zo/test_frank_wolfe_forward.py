@@ -46,7 +46,7 @@ def test_zo_frank_wolfe_matches_reference_and_stays_feasible(constraint: str) ->
     x = nn.Parameter(_start(constraint))
     opt = zo.ZOFrankWolfe([x], constraint=constraint, radius=1.0, seed=3)
     ref = zo_frank_wolfe(_start(constraint), f, steps=30, constraint=constraint, radius=1.0, seed=3)
-    for t in range(30):
+    for _ in range(30):
         opt.step(lambda: f(x))
         assert zo.in_set(x.detach(), constraint, 1.0)
     torch.testing.assert_close(x.detach(), ref[-1], atol=1e-9, rtol=0)

@@ -31,7 +31,7 @@ ERROR = "error"
 STATUSES = (CONFIRMED, NOT_CONFIRMED, INCONCLUSIVE, PENDING, ERROR)
 
 #: modules holding claim records (one per family of claims)
-FAMILY_MODULES = ("speed", "memory", "generalization", "clipping", "dynamics")
+FAMILY_MODULES = ("speed", "memory", "generalization", "clipping", "dynamics", "zeroth_order")
 
 
 # ----------------------------------------------------------------------------- plots
