@@ -263,15 +263,16 @@ def _c43_run(seed: int, method: str, lr: float, steps: int, x: Tensor, y: Tensor
         cosines.append(float(nn.functional.cosine_similarity(est, torch.cat([t.reshape(-1) for t in true]), dim=0)))
         opt.step()
     return {
-        "cos": float(np.mean(cosines)),
+        "cos": float(np.nanmean(cosines)) if np.isfinite(cosines).any() else math.nan,
         "acc": U.accuracy(model, xt, yt),
+        "lr": lr,
         "dim": int(sum(p.numel() for p in params)),
     }
 
 
 def _c43_experiment(ctx: Context) -> Measurements:
-    steps = ctx.pick(15, 300)
-    lrs = ctx.pick([0.1], [0.03, 0.1, 0.3])
+    steps = ctx.pick(8, 300)
+    lrs = ctx.pick([0.1], [0.003, 0.03, 0.3])
     xall, yall = U.digits()
     m = Measurements()
     dim = 0
@@ -281,13 +282,14 @@ def _c43_experiment(ctx: Context) -> Measurements:
         for method in ("local", "random"):
             runs = [_c43_run(seed, method, lr, steps, xall[tr], yall[tr], xall[te], yall[te]) for lr in lrs]
             best = max(runs, key=lambda r: r["acc"])
-            res[method] = (float(np.mean([r["cos"] for r in runs])), best["acc"])
+            res[method] = (float(np.nanmean([r["cos"] for r in runs])), best["acc"], best["lr"])
             dim = runs[0]["dim"]
         m.add("local_cos_times_sqrt_d", res["local"][0] * math.sqrt(dim))
         m.add("random_cos_times_sqrt_d", res["random"][0] * math.sqrt(dim))
         m.add("accuracy_gain", res["local"][1] - res["random"][1])
         m.table.append({"seed": seed, "cos local": round(res["local"][0], 4), "cos random": round(res["random"][0], 4),
-                        "acc local": round(res["local"][1], 3), "acc random": round(res["random"][1], 3)})  # fmt: skip
+                        "acc local": round(res["local"][1], 3), "acc random": round(res["random"][1], 3),
+                        "best lr local": res["local"][2], "best lr random": res["random"][2]})  # fmt: skip
     m.info = {"steps": steps, "lrs": lrs, "d": dim, "1/sqrt(d)": 1 / math.sqrt(dim)}
     return m
 
@@ -305,10 +307,11 @@ register(
             "better aligned with the true gradient than a random guess (cosine ≈ 1/√d) and trains faster."
         ),
         setting=(
-            "load_digits, MLP 64-32-32-10 (d ≈ 3.5k), batch 64, SGD on the forward-gradient estimate for 300 steps "
-            "with the best of lr ∈ {0.03, 0.1, 0.3} per method; local guesses: per-block gradients of a cross-entropy "
-            "through a linear readout (trained on its local loss, block input detached), projected block by block "
-            "(one JVP per block); random: (∇f·v)v, v ~ N(0, I). Cosine averaged over steps and lrs."
+            "load_digits, MLP 64-32-32-10 (d ≈ 3.5k), batch 64, SGD on the forward-gradient estimate for 300 "
+            "steps with the best of lr ∈ {0.003, 0.03, 0.3} per method; local guesses: per-block gradients of a "
+            "cross-entropy through a linear readout (trained on its local loss, block input detached), projected "
+            "block by block (one JVP per block); random: (∇f·v)v, v ~ N(0, I). Cosine averaged over steps and lrs "
+            "(steps after a divergence, non-finite, left out)."
         ),
         experiment=_c43_experiment,
         checks=(
