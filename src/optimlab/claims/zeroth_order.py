@@ -275,13 +275,15 @@ def _c43_experiment(ctx: Context) -> Measurements:
     lrs = ctx.pick([0.1], [0.003, 0.03, 0.3])
     xall, yall = U.digits()
     m = Measurements()
-    dim = 0
+    dim, series = 0, []
     for seed in ctx.iterate(ctx.seeds, desc="C43 seeds"):
         tr, te = U.split_indices(xall.shape[0], [0.8, 0.2], seed)
         res = {}
         for method in ("local", "random"):
             runs = [_c43_run(seed, method, lr, steps, xall[tr], yall[tr], xall[te], yall[te]) for lr in lrs]
             best = max(runs, key=lambda r: r["acc"])
+            if seed == ctx.seeds[0]:
+                series.append(Series(method, [float(lr) for lr in lrs], [r["acc"] for r in runs]))
             res[method] = (float(np.nanmean([r["cos"] for r in runs])), best["acc"], best["lr"])
             dim = runs[0]["dim"]
         m.add("local_cos_times_sqrt_d", res["local"][0] * math.sqrt(dim))
@@ -290,6 +292,8 @@ def _c43_experiment(ctx: Context) -> Measurements:
         m.table.append({"seed": seed, "cos local": round(res["local"][0], 4), "cos random": round(res["random"][0], 4),
                         "acc local": round(res["local"][1], 3), "acc random": round(res["random"][1], 3),
                         "best lr local": res["local"][2], "best lr random": res["random"][2]})  # fmt: skip
+    m.figure = Figure("C43: test accuracy after training on forward gradients (first seed)", series, "lr",
+                      "test accuracy", logx=True)  # fmt: skip
     m.info = {"steps": steps, "lrs": lrs, "d": dim, "1/sqrt(d)": 1 / math.sqrt(dim)}
     return m
 
