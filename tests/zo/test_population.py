@@ -140,7 +140,7 @@ def test_population_exact_resume_and_training_a_module(name: str) -> None:
     cls = getattr(zo, name)
     hp = {"CBO": dict(sigma=0.5, alpha=10.0, init_scale=0.5), "ES": dict(lr=0.05), "GA": dict(sigma=0.05)}[name]
     model = nn.Linear(3, 1)
-    initial = float(((model(x) - y) ** 2).mean())
+    initial = float(((model(x) - y) ** 2).mean().detach())
     opt = cls(model.parameters(), 20, seed=1, **hp)
     run(model, opt, 5)
     buf = io.BytesIO()
