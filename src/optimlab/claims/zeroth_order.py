@@ -103,7 +103,7 @@ register(
                 MeanAbove(0.0),
             ),
         ),
-        family="zeroth-order",
+        family="zeroth_order",
         seeds=5,
         expected_minutes=2.0,
     )
@@ -190,7 +190,7 @@ register(
                 "CBO N=100", "success with N = 100 (shown only)", "cbo_success_N100", MeanAbove(0.8), role="report"
             ),  # fmt: skip
         ),
-        family="zeroth-order",
+        family="zeroth_order",
         seeds=12,
         expected_minutes=4.0,
     )
@@ -333,7 +333,7 @@ register(
                 role="report",
             ),  # fmt: skip
         ),
-        family="zeroth-order",
+        family="zeroth_order",
         seeds=4,
         expected_minutes=3.0,
     )
@@ -459,7 +459,7 @@ register(
                 role="report",
             ),
         ),
-        family="zeroth-order",
+        family="zeroth_order",
         seeds=5,
         expected_minutes=4.0,
     )
