@@ -394,7 +394,7 @@ def _c44_run(seed: int, method: str, generations: int, n: int, max_steps: int) -
 
 
 def _c44_experiment(ctx: Context) -> Measurements:
-    generations = ctx.pick(3, 25)
+    generations = ctx.pick(3, 40)
     n = ctx.pick(20, 100)
     max_steps = ctx.pick(50, 500)
     solved = 0.95 * max_steps  # CartPole-v1's "solved" is 475 of 500
@@ -436,7 +436,7 @@ register(
         ),
         setting=(
             "CartPole-v1 dynamics written in torch (500-step cap), policy MLP 4-16-2 (argmax action); GA N = 100, top "
-            "10, σ = 0.1, 1 elite; ES N = 100 antithetic, σ = 0.1, lr 0.1, centred ranks; 25 generations = 2,500 "
+            "10, σ = 0.1, 1 elite; ES N = 100 antithetic, σ = 0.1, lr 0.1, centred ranks; 40 generations = 4,000 "
             "episodes each, the population evaluated in one vmap call per generation; final return = mean of 10 fresh "
             "episodes; solved = ≥ 475. REINFORCE is not run."
         ),
