@@ -41,6 +41,7 @@ FAMILY_MODULES = (
     "bilevel",
     "multitask",
     "schedules",
+    "zeroth_order",
 )
 
 
