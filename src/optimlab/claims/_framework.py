@@ -31,7 +31,21 @@ ERROR = "error"
 STATUSES = (CONFIRMED, NOT_CONFIRMED, INCONCLUSIVE, PENDING, ERROR)
 
 #: modules holding claim records (one per family of claims)
-FAMILY_MODULES = ("speed", "memory", "generalization", "clipping", "dynamics")
+FAMILY_MODULES = (
+    "shootout",
+    "ademamix_forgetting",
+    "exadam_speed",
+    "adam_sgd_transformer",
+    "adahessian_speed",
+    "sophia_speed",
+    "memory",
+    "generalization",
+    "clipping",
+    "lion_constraint",
+    "edge_of_stability",
+    "hessian_spectrum",
+    "saddles",
+)
 
 
 # ----------------------------------------------------------------------------- plots
