@@ -76,6 +76,7 @@ from dataclasses import dataclass, field
 import torch
 
 import optimlab
+from optimlab.training import capabilities
 
 #: the torch.optim.AdamW hyperparameters of both baselines (optimlab's adamw defaults)
 TORCH_ADAMW = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)
@@ -169,18 +170,20 @@ def _stepper(opt: torch.optim.Optimizer, closure: Callable[[], torch.Tensor] | N
 
 
 def _closure_for(spec, params) -> Callable[[], torch.Tensor] | None:
-    return make_closure(params, hvp=spec.requires_hvp) if spec.requires_closure else None
+    needs = capabilities(spec)
+    return make_closure(params, hvp=needs.hvp) if needs.closure else None
 
 
 def _suffix(spec) -> str:
-    return " + closure" if spec.requires_closure else ""
+    return " + closure" if capabilities(spec).closure else ""
 
 
 def closure_candidate(spec, args) -> Candidate:
     """The closure alone (forward + backward of the quadratic), for algorithms whose step calls it."""
+    hvp = capabilities(spec).hvp
 
     def build():
-        closure = make_closure(make_params(args.params, args.tensors, device=args.device), hvp=spec.requires_hvp)
+        closure = make_closure(make_params(args.params, args.tensors, device=args.device), hvp=hvp)
 
         def run(steps: int) -> None:
             with torch.enable_grad():
@@ -189,7 +192,7 @@ def closure_candidate(spec, args) -> Candidate:
 
         return run
 
-    label = "closure alone (quadratic fwd+bwd" + (", create_graph)" if spec.requires_hvp else ")")
+    label = "closure alone (quadratic fwd+bwd" + (", create_graph)" if hvp else ")")
     return Candidate(label, spec.name, 0.0, build)
 
 
@@ -576,7 +579,7 @@ def run_benchmark(args: argparse.Namespace, out=None) -> list[Row]:
             if key in po_names:
                 cands.append(pytorch_optimizer_candidate(po, po_names[key], spec, args))
                 break
-        if spec.requires_closure:
+        if capabilities(spec).closure:
             cands.append(closure_candidate(spec, args))
         everything = cands + [fused, loop, *probes]
         for c in everything:

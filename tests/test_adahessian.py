@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-import optimlab
 from optimlab.optim.adahessian import AdaHessian
 from tests import _second_order as S
+from tests import optim_db as DB
 from tests.reference.adahessian import adahessian as reference
 
-HP = {**optimlab.spec("adahessian").defaults, **optimlab.spec("adahessian").test_hparams}
+HP = DB.test_hparams("adahessian")
 
 
 def test_newton_like_on_a_diagonal_quadratic():

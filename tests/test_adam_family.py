@@ -13,6 +13,7 @@ import torch
 import optimlab
 from optimlab.optim.nadam import momentum_schedule
 from tests import _harness as H
+from tests import optim_db as DB
 
 
 def _noisy_grads(shape, steps, seed=0):
@@ -175,13 +176,13 @@ OTHER_BRANCH = {
 
 def _hp(name, **extra):
     spec = optimlab.spec(name)
-    return spec, {**spec.defaults, **spec.test_hparams, **extra}
+    return spec, {**DB.test_hparams(name), **extra}
 
 
 @pytest.mark.parametrize("name", sorted(OTHER_BRANCH))
 def test_other_weight_decay_branch_matches_reference(name):
     spec, hp = _hp(name, **OTHER_BRANCH[name])
-    ref = H.load_reference(spec.reference)
+    ref = H.load_reference(DB.info(name).reference)
     params0 = H.make_params()
     ref_params, ref_states = H.run_reference(ref, params0, hp, H.STEPS)
     params = [p.clone().requires_grad_(True) for p in params0]
@@ -196,7 +197,7 @@ def test_other_weight_decay_branch_matches_reference(name):
 @pytest.mark.parametrize("name", ["nadam", "radam"])
 def test_other_weight_decay_branch_matches_torch(name):
     spec, hp = _hp(name, **OTHER_BRANCH[name])
-    parity = spec.torch_equivalent
+    parity = DB.info(name).torch_equivalent
     torch_hp = {k: v for k, v in hp.items() if k not in parity.our_kwargs}
     params0 = H.make_params()
     ours = [p.clone().requires_grad_(True) for p in params0]

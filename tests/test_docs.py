@@ -1,5 +1,5 @@
-"""The docs must stay true: CONTRIBUTING.md's worked example passes the matrix, and docs/conventions.md is the
-table the registry generates, with every switch it names accepted by its class."""
+"""The docs must stay true: CONTRIBUTING.md's worked example (module, reference, test record) passes the matrix,
+and docs/conventions.md is the table the registry generates, with every switch it names accepted by its class."""
 
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_contributing_example_passes_the_matrix(tmp_path):
     text = (ROOT / "CONTRIBUTING.md").read_text()
-    module_code, reference_code = re.findall(r"```python\n(.*?)```", text, re.S)[:2]
+    module_code, reference_code, test_record_code = re.findall(r"```python\n(.*?)```", text, re.S)[:3]
     (tmp_path / "example_module.py").write_text(module_code)
     (tmp_path / "example_reference.py").write_text(reference_code)
+    (tmp_path / "example_test_record.py").write_text(test_record_code)
     script = textwrap.dedent(
         f"""
         import sys, types
@@ -38,6 +39,9 @@ def test_contributing_example_passes_the_matrix(tmp_path):
         load("optimlab.optim.signum", {str(tmp_path / "example_module.py")!r}, "optimlab.optim")
         import optimlab
         assert "signum" in optimlab.available()
+        from tests import optim_db
+        path = {str(tmp_path / "example_test_record.py")!r}
+        exec(compile(open(path).read(), path, "exec"), vars(optim_db))
         from tests import test_matrix as M
         M.test_reference_parity("signum")
         M.test_exact_resume("signum")

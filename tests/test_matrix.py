@@ -1,4 +1,5 @@
-"""The generic test matrix: every registered algorithm gets every test here, driven by its registry record."""
+"""The generic test matrix: every registered algorithm gets every test here, driven by its registry record and
+its test record (tests/optim_db.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 import torch
 
 import optimlab
+from optimlab.training import capabilities
 from tests import _harness as H
+from tests import optim_db as DB
 
 ALL = optimlab.available()
 
@@ -20,7 +23,7 @@ def _spec(name):
 
 
 def _test_hparams(spec) -> dict:
-    return {**spec.defaults, **spec.test_hparams}
+    return DB.test_hparams(spec.name)
 
 
 def _make(spec, **extra):
@@ -45,8 +48,7 @@ def _state_tensors(opt):
 def test_reference_parity(name):
     """float64, 20 steps, 5 shapes in two param groups: params and every state tensor match the reference."""
     spec = _spec(name)
-    assert spec.reference, f"{name} has no reference implementation"
-    ref = H.load_reference(spec.reference)
+    ref = H.load_reference(DB.info(name).reference)
     hp = _test_hparams(spec)
     params0 = H.make_params()
     ref_params, ref_states = H.run_reference(ref, params0, hp, H.STEPS)
@@ -62,12 +64,12 @@ def test_reference_parity(name):
             torch.testing.assert_close(value, expected, rtol=1e-10, atol=1e-12, msg=f"state {key} of param {i}")
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if _spec(n).torch_equivalent])
+@pytest.mark.parametrize("name", [n for n in ALL if DB.info(n).torch_equivalent])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_torch_parity(name, dtype):
     """Same trajectory and state as the torch.optim class with the same semantics."""
     spec = _spec(name)
-    parity = spec.torch_equivalent
+    parity = DB.info(name).torch_equivalent
     torch_cls = parity.resolve()
     if torch_cls is None:
         pytest.skip(f"{parity.path} is not in torch {torch.__version__}")
@@ -212,7 +214,7 @@ def test_closure_requirement(name):
     p = torch.ones(3, requires_grad=True)
     opt = spec.create([p])
     p.grad = torch.ones(3)
-    if spec.requires_closure:
+    if capabilities(spec).closure:
         with pytest.raises(RuntimeError, match="closure"):
             opt.step()
     else:
@@ -222,7 +224,7 @@ def test_closure_requirement(name):
 # ---------------------------------------------------------------------------- 5. convergence
 def _convergence_hparams(spec, problem):
     """The record's settings for a convergence problem; a record opts out with {"skip": "reason"}."""
-    extra = dict(spec.convergence_hparams.get(problem, {}))
+    extra = dict(DB.info(spec.name).convergence_hparams.get(problem, {}))
     if "skip" in extra:
         pytest.skip(f"{spec.name}: {extra['skip']}")
     return {**spec.defaults, **extra}
@@ -260,7 +262,7 @@ def test_converges_on_rosenbrock(name):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_low_precision_params_stay_low_precision_and_improve(name, dtype):
     spec = _spec(name)
-    if dtype not in spec.dtypes:
+    if dtype not in DB.info(name).dtypes:
         pytest.skip(f"{name} does not declare {dtype}")
     params = [p.to(dtype).requires_grad_(True) for p in H.make_params()]
     hp = _convergence_hparams(spec, "quadratic")
@@ -270,12 +272,12 @@ def test_low_precision_params_stay_low_precision_and_improve(name, dtype):
     H.train(opt, lambda: H.objective(params, 0), 30)
     after = H.objective([p.double() for p in params], 0).item()
     assert all(p.dtype == dtype for p in params)
-    if not spec.low_precision_state:
+    if not DB.info(name).low_precision_state:
         assert all(v.dtype == torch.float32 for _, k, v in _state_tensors(opt) if k != "step" and v.is_floating_point())
     assert after < before
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if _spec(n).supports_complex])
+@pytest.mark.parametrize("name", [n for n in ALL if DB.supports_complex(n)])
 def test_complex_params_match_their_real_view(name):
     """A complex parameter is optimized exactly as its (re, im) real view would be."""
     spec = _spec(name)

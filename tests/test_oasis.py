@@ -10,13 +10,13 @@ import math
 import pytest
 import torch
 
-import optimlab
 from optimlab.optim.oasis import OASIS
 from tests import _harness as H
 from tests import _second_order as S
+from tests import optim_db as DB
 from tests.reference.oasis import oasis as reference
 
-HP = {**optimlab.spec("oasis").defaults, **optimlab.spec("oasis").test_hparams}
+HP = DB.test_hparams("oasis")
 
 
 def _quadratic(h, x_star, x, opt, steps):

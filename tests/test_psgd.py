@@ -13,6 +13,7 @@ import torch
 import optimlab
 from optimlab.optim.psgd import probe_seed
 from tests import _harness as H
+from tests import optim_db as DB
 
 
 @pytest.fixture(autouse=True)
@@ -130,8 +131,8 @@ def test_fitted_preconditioner_whitens_kronecker_structured_gradients():
 )
 def test_reference_parity_on_other_branches(extra):
     spec = optimlab.spec("psgd_kron")
-    hp = {**spec.defaults, **spec.test_hparams, **extra}
-    ref = H.load_reference(spec.reference)
+    hp = {**DB.test_hparams("psgd_kron"), **extra}
+    ref = H.load_reference(DB.info("psgd_kron").reference)
     params0 = H.make_params()
     ref_params, ref_states = H.run_reference(ref, params0, hp, 15)
     params = [p.clone().requires_grad_(True) for p in params0]

@@ -11,13 +11,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import optimlab
 from optimlab.optim.sania import SANIA, SANIAHutchinson, sania_step_size
 from tests import _second_order as S
+from tests import optim_db as DB
 from tests.reference.sania import sania as reference
 
-HP = {**optimlab.spec("sania").defaults, **optimlab.spec("sania").test_hparams}
-HP_HUTCH = {**optimlab.spec("sania_hutchinson").defaults, **optimlab.spec("sania_hutchinson").test_hparams}
+HP = DB.test_hparams("sania")
+HP_HUTCH = DB.test_hparams("sania_hutchinson")
 
 
 def _logistic_problem(n=64, d=8, seed=0):

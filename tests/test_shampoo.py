@@ -10,6 +10,7 @@ import torch
 
 import optimlab
 from tests import _harness as H
+from tests import optim_db as DB
 
 
 @pytest.fixture(autouse=True)
@@ -103,8 +104,8 @@ def test_long_sides_keep_diagonal_statistics():
 )
 def test_reference_parity_on_other_branches(extra):
     spec = optimlab.spec("shampoo")
-    hp = {**spec.defaults, **spec.test_hparams, **extra}
-    ref = H.load_reference(spec.reference)
+    hp = {**DB.test_hparams("shampoo"), **extra}
+    ref = H.load_reference(DB.info("shampoo").reference)
     params0 = H.make_params()
     ref_params, ref_states = H.run_reference(ref, params0, hp, 15)
     params = [p.clone().requires_grad_(True) for p in params0]

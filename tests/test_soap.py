@@ -11,6 +11,7 @@ import torch
 import optimlab
 from optimlab.optim.soap import power_qr
 from tests import _harness as H
+from tests import optim_db as DB
 
 
 @pytest.fixture(autouse=True)
@@ -96,8 +97,8 @@ def test_power_qr_sign_normalization_does_not_change_the_update():
 )
 def test_reference_parity_on_other_branches(extra):
     spec = optimlab.spec("soap")
-    hp = {**spec.defaults, **spec.test_hparams, **extra}
-    ref = H.load_reference(spec.reference)
+    hp = {**DB.test_hparams("soap"), **extra}
+    ref = H.load_reference(DB.info("soap").reference)
     params0 = H.make_params()
     ref_params, ref_states = H.run_reference(ref, params0, hp, 20)
     params = [p.clone().requires_grad_(True) for p in params0]

@@ -8,13 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import optimlab
 from optimlab.optim.sophia import SophiaG, SophiaH
 from tests import _second_order as S
+from tests import optim_db as DB
 from tests.reference.sophia import sophia_g_gnb, sophia_h
 
-HP_H = {**optimlab.spec("sophia_h").defaults, **optimlab.spec("sophia_h").test_hparams}
-HP_G = {**optimlab.spec("sophia_g").defaults, **optimlab.spec("sophia_g").test_hparams, "estimator": "gnb"}
+HP_H = DB.test_hparams("sophia_h")
+HP_G = {**DB.test_hparams("sophia_g"), "estimator": "gnb"}
 
 
 def _relative_moves(cls, hp, logits, steps=12):

@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 
 from . import registry, routing
+from .training import capabilities
 
 
 def _fmt_value(v) -> str:
@@ -33,7 +34,7 @@ def catalogue_rows(family: str | None = None) -> list[dict[str, str]]:
                 "paper": f"{paper.authors} {paper.year}" + (f" (arXiv:{paper.arxiv})" if paper.arxiv else ""),
                 "defaults": ", ".join(f"{k}={_fmt_value(v)}" for k, v in s.defaults.items()),
                 "state/param": f"{s.state_tensors:g}",
-                "closure": "yes" if s.requires_closure else "",
+                "closure": "yes" if capabilities(s).closure else "",
             }
         )
     return rows

@@ -1,7 +1,9 @@
 """The algorithm registry: one :class:`AlgorithmSpec` record per algorithm.
 
-The record is the single description of an algorithm that everything else reads: ``create``/``available``,
-the generic test matrix, the ``optimlab list`` table, the benchmark's search spaces and memory columns.
+The record is what a user needs to know about an algorithm, and what ``create``/``available``, the generic test
+matrix, the ``optimlab list`` table and the benchmark's search spaces and memory columns read. Each fact is stated
+once: defaults in the constructor's signature (the record holds only the paper's values that differ),
+capabilities on the class, test-only facts beside the tests (tests/optim_db.py).
 Records live next to the code they describe (at the bottom of each ``optimlab.optim`` module); the registry
 imports every module of the algorithm packages on first use, so adding an algorithm edits no central list.
 """
@@ -9,6 +11,7 @@ imports every module of the algorithm packages on first use, so adding an algori
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 import pkgutil
 from collections.abc import Callable, Iterable, Mapping
@@ -71,20 +74,6 @@ SearchDim = LogUniform | Uniform | OneMinusLogUniform | Choice
 
 
 @dataclass(frozen=True)
-class TorchParity:
-    """A torch.optim class with the same semantics, and the arguments that make the two agree."""
-
-    path: str  # e.g. "torch.optim.AdamW"
-    torch_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    our_kwargs: Mapping[str, Any] = field(default_factory=dict)
-
-    def resolve(self) -> type | None:
-        """The torch class, or None where this torch version lacks it."""
-        module_name, _, attr = self.path.rpartition(".")
-        return getattr(importlib.import_module(module_name), attr, None)
-
-
-@dataclass(frozen=True)
 class Convention:
     """One point on which implementations of an algorithm disagree (a row of docs/conventions.md).
 
@@ -113,15 +102,23 @@ class Convention:
 
 @dataclass(frozen=True)
 class AlgorithmSpec:
-    """Everything the library, the tests, the docs and the benchmark need to know about one algorithm."""
+    """What a user needs to know about one algorithm: its paper, the paper's defaults, a tuning search space and
+    the state-bytes formula. Capabilities (closure, Hessian-vector products, logits, complex parameters) are
+    stated once, on the class (:func:`optimlab.training.capabilities`); test-only facts (reference
+    implementation, test and convergence hyperparameters, torch equivalent) live beside the tests
+    (tests/optim_db.py), as torch keeps its ``OptimizerInfo`` records."""
 
     name: str
     cls: type
     family: str
     paper: Paper
     summary: str
-    #: the paper's defaults, passed by ``create`` (overridable)
-    defaults: Mapping[str, Any] = field(default_factory=dict)
+    #: the hyperparameters the paper states, in the order the catalogue shows them (see :attr:`defaults`); a
+    #: space-separated string is split into names
+    hparams: tuple[str, ...] | str = ()
+    #: the paper's values where they differ from the constructor's defaults (the constructor follows torch.optim
+    #: where torch has the algorithm); keys not in the constructor's signature (a wrapper's base) must be here
+    paper_defaults: Mapping[str, Any] = field(default_factory=dict)
     #: tuning search space; keys are constructor arguments (``beta1``/``beta2`` map into ``betas``)
     search_space: Mapping[str, SearchDim] = field(default_factory=dict)
     #: number of parameter-sized state tensors (excluding the step counter) at the defaults
@@ -129,31 +126,28 @@ class AlgorithmSpec:
     #: analytic state bytes of one parameter, ``f(shape, dtype, hparams) -> int``, when ``state_tensors`` alone
     #: cannot say it (a flag adds a buffer, a projector has rank-r factors, ...); see :meth:`state_bytes`
     state_formula: Callable[[tuple[int, ...], torch.dtype, Mapping[str, Any]], int] | None = None
-    requires_closure: bool = False
-    #: the closure must call ``loss.backward(create_graph=True)`` (Hessian-vector products)
-    requires_hvp: bool = False
-    #: the optimizer keeps (some) state below fp32 on purpose (bf16 / 8-bit states)
-    low_precision_state: bool = False
-    #: the closure returns ``(loss, logits)`` at the default settings (Sophia-G's Gauss-Newton-Bartlett estimator)
-    closure_returns_logits: bool = False
-    #: the closure returns the class-split losses ``(head_loss, tail_loss)`` (ImbSAM: the tail classes are the rare
-    #: ones of a class-imbalanced training set); a plain-loss closure makes it a different algorithm (all-tail: SAM)
-    closure_returns_head_tail: bool = False
-    dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
-    supports_complex: bool = True
-    #: "module:function" of the plain reference implementation under tests/reference
-    reference: str | None = None
-    #: torch.optim class with the same semantics, for parity tests (None if there is none)
-    torch_equivalent: TorchParity | None = None
-    #: hyperparameters the test matrix uses for reference parity (exercise every branch: decay on, ...)
-    test_hparams: Mapping[str, Any] = field(default_factory=dict)
-    #: hyperparameters for the convergence tests: {"quadratic": {...}, "rosenbrock": {...}}; an algorithm that is
-    #: not an unconstrained minimizer opts out with {"skip": "why"} (and tests what it does converge to elsewhere)
-    convergence_hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: conventions and deviations worth knowing (eps placement, which form of a rule, ...)
     notes: str = ""
     #: the points where implementations in the wild disagree, and the switch that picks each (docs/conventions.md)
     conventions: tuple[Convention, ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.hparams, str):
+            object.__setattr__(self, "hparams", tuple(self.hparams.split()))
+        stray = [k for k in self.paper_defaults if k not in self.hparams]
+        if stray:
+            raise ValueError(f"{self.name}: paper_defaults {stray} are not listed in hparams")
+        ctor = constructor_defaults(self.cls)
+        unknown = [k for k in self.hparams if k not in self.paper_defaults and k not in ctor]
+        if unknown:
+            raise ValueError(f"{self.name}: hparams {unknown} have no constructor default; give them in paper_defaults")
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The paper's defaults, passed by ``create`` (overridable): ``hparams`` with the constructor's defaults,
+        where the paper differs overridden by ``paper_defaults``."""
+        ctor = constructor_defaults(self.cls)
+        return {k: self.paper_defaults[k] if k in self.paper_defaults else ctor[k] for k in self.hparams}
 
     def create(self, params: Iterable[Any], **overrides: Any) -> torch.optim.Optimizer:
         defaults = dict(self.defaults)
@@ -170,6 +164,12 @@ class AlgorithmSpec:
         if self.state_formula is not None:
             return int(self.state_formula(tuple(shape), dtype, hp))
         return dense_state_bytes(shape, dtype, self.state_tensors)
+
+
+def constructor_defaults(cls: type) -> dict[str, Any]:
+    """The default of every named argument of ``cls.__init__`` (the source of an algorithm's defaults)."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:

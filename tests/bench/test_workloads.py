@@ -12,6 +12,7 @@ import torch
 import optimlab
 from optimlab.bench import adapters, runner
 from optimlab.bench import workloads as W
+from optimlab.training import capabilities
 
 from ._toys import ToyHutchinson, ToySAM, handle
 
@@ -39,17 +40,17 @@ def test_smoke_every_algorithm_on_every_workload(workload, algorithm):
     if runner.not_applicable(adapters.resolve(algorithm), W.get(workload)):
         # Sophia-G on a loss without logits, ImbSAM anywhere (no class-imbalanced workload): not run, recorded
         # clearly (and left out of every plan: test_tuning)
-        spec = optimlab.spec(algorithm)
-        if spec.closure_returns_head_tail:
+        needs = capabilities(optimlab.spec(algorithm))
+        if needs.head_tail:
             assert result.error.startswith(f"not applicable: {algorithm} needs head/tail class-split losses")
         else:
-            assert spec.closure_returns_logits and not W.get(workload).provides_logits
+            assert needs.logits and not W.get(workload).provides_logits
             assert result.error.startswith(f"not applicable: {algorithm} needs the model's logits"), result.error
         assert result.status == "error" and result.steps == 0 and result.grad_evals == 0
         return
     _check(result, workload)
     assert result.state_bytes >= 0
-    if optimlab.spec(algorithm).closure_returns_logits:
+    if capabilities(optimlab.spec(algorithm)).logits:
         # fed (loss, logits): the Gauss-Newton-Bartlett refresh at step 1 adds one counted gradient evaluation
         assert result.state_bytes > 0 and result.hvp_evals == 0
         assert result.grad_evals == result.steps + 1

@@ -12,6 +12,7 @@ import math
 import torch
 
 import optimlab
+from tests import optim_db as DB
 from tests._harness import load_reference
 
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
@@ -35,7 +36,7 @@ def newton_schulz(G, coefficients, steps, eps, eps_mode, dtype):
 def _fallback_reference(fallback, fallback_options, lr, weight_decay):
     spec = optimlab.spec(fallback)
     hp = {**spec.defaults, **fallback_options, "lr": lr, "weight_decay": weight_decay}
-    return load_reference(spec.reference), hp
+    return load_reference(DB.info(fallback).reference), hp
 
 
 def muon(

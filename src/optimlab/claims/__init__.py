@@ -8,13 +8,18 @@ measurements (see :mod:`optimlab.claims._stats`). Run them with ``optimlab claim
     result = claims.run_claim(claims.get("C16"), quick=True)
     print(result.status, result.primary.evaluation.detail)
 
-Families (one module each): :mod:`.speed` (optimizer-speed claims), :mod:`.memory` (memory-efficient optimizers),
-:mod:`.generalization` (SAM, StableMax), :mod:`.clipping` (clipping and robust estimators), :mod:`.dynamics`
-(constraints, edge of stability, Hessian spectrum, saddles), :mod:`.constrained` (Feasible Learning).
+Modules: one per claim for the optimizer-speed claims (:mod:`.shootout` C6, :mod:`.ademamix_forgetting` C4,
+:mod:`.exadam_speed` C5, :mod:`.adam_sgd_transformer` C1, :mod:`.adahessian_speed` C3, :mod:`.sophia_speed` C2,
+sharing :mod:`._problems` and :mod:`._tiny_lm`) and for the dynamics claims (:mod:`.lion_constraint` C16,
+:mod:`.edge_of_stability` C17, :mod:`.hessian_spectrum` C18, :mod:`.saddles` C19); one per family for
+:mod:`.memory` (memory-efficient optimizers), :mod:`.generalization` (SAM, StableMax), :mod:`.clipping`
+(clipping and robust estimators), :mod:`.constrained` (Feasible Learning), :mod:`.bilevel`, :mod:`.multitask`,
+:mod:`.schedules` and :mod:`.zeroth_order`. A claim's ``family`` (its report section) is independent of its module.
 
-Adding a claim: in the family's module, write ``experiment(ctx) -> Measurements`` (one value per replicate under
-a name, seeds from ``ctx.seeds``, a seconds-long configuration under ``ctx.quick`` via ``ctx.pick(quick, full)``,
-a :class:`Figure` for the report) and ``register(Claim(...))`` with :class:`Check` s that name those values and a
+Adding a claim: in a new module (listed in ``_framework.FAMILY_MODULES``) or its family's module, write
+``experiment(ctx) -> Measurements`` (one value per replicate under a name, seeds from ``ctx.seeds``, a seconds-long
+configuration under ``ctx.quick`` via ``ctx.pick(quick, full)``, a :class:`Figure` for the report) and
+``register(Claim(...))`` with :class:`Check` s that name those values and a
 rule (:class:`MeanAbove` for effects, :class:`AllPass` for properties). Never decide the verdict in the
 experiment. ``requires=`` lists the registry names it needs (the claim shows as pending until they exist);
 ``experiment=None`` registers a claim whose experiment is still to be written. The test suite runs every quick

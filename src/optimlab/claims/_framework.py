@@ -32,11 +32,19 @@ STATUSES = (CONFIRMED, NOT_CONFIRMED, INCONCLUSIVE, PENDING, ERROR)
 
 #: modules holding claim records (one per family of claims)
 FAMILY_MODULES = (
-    "speed",
+    "shootout",
+    "ademamix_forgetting",
+    "exadam_speed",
+    "adam_sgd_transformer",
+    "adahessian_speed",
+    "sophia_speed",
     "memory",
     "generalization",
     "clipping",
-    "dynamics",
+    "lion_constraint",
+    "edge_of_stability",
+    "hessian_spectrum",
+    "saddles",
     "constrained",
     "bilevel",
     "multitask",

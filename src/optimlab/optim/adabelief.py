@@ -100,7 +100,7 @@ R.register(
             "2010.07468",
         ),
         summary="Adam with v replaced by the EMA of (g − m)²: large steps where the gradient matches its EMA",
-        defaults=dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-16, weight_decay=0.0, decoupled_weight_decay=True),
+        hparams="lr betas eps weight_decay decoupled_weight_decay",
         search_space={
             "lr": R.LogUniform(1e-5, 1e-1),
             "beta1": R.OneMinusLogUniform(0.5, 0.99),
@@ -109,9 +109,6 @@ R.register(
             "weight_decay": R.LogUniform(1e-6, 1.0),
         },
         state_tensors=2,
-        reference="tests.reference.adabelief:adabelief",
-        test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1, decoupled_weight_decay=False),
-        convergence_hparams={"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 0.05}},
         notes=(
             "eps changed across the authors' releases: adabelief-pytorch 0.0.5 used eps=1e-8 with L2 decay and no "
             "rectification; ≥ 0.1.0 (latest 0.2.1) uses eps=1e-16, decoupled decay and rectify=True. The paper's "

@@ -181,7 +181,7 @@ R.register(
             "Adafactor: Adaptive Learning Rates with Sublinear Memory Cost", "Shazeer, Stern", 2018, "1804.04235"
         ),
         summary="factored second moment (row and column means of g²), relative step size, update clipping",
-        defaults=dict(lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0),
+        hparams="lr beta2_decay eps d weight_decay",
         search_space={
             "lr": R.LogUniform(1e-4, 1.0),
             "beta2_decay": R.Uniform(-1.0, -0.5),
@@ -189,11 +189,6 @@ R.register(
         },
         state_tensors=0.002,
         state_formula=adafactor_state_bytes,
-        supports_complex=False,
-        reference="tests.reference.adafactor:adafactor",
-        torch_equivalent=R.TorchParity("torch.optim.Adafactor"),
-        test_hparams=dict(lr=2e-2, beta2_decay=-0.7, eps=(None, 1e-3), d=1.0, weight_decay=0.1),
-        convergence_hparams={"quadratic": {"lr": 1.0}, "rosenbrock": {"lr": 0.05, "steps": 10000}},
         notes=(
             "torch.optim.Adafactor's variant of the paper: lr caps the relative step (paper: 0.01) and scales the "
             "decoupled weight decay; eps1 on V̂ and U instead of inside g² + eps1; means instead of sums. eps1=None "

@@ -135,16 +135,8 @@ R.register(
             "#209",
         ),
         summary="Adam with the EMA of the squared Hutchinson Hessian diagonal (spatially averaged) as second moment",
-        defaults=dict(
-            lr=0.15,
-            betas=(0.9, 0.999),
-            eps=1e-4,
-            weight_decay=0.0,
-            hessian_power=1.0,
-            update_period=1,
-            spatial_average=True,
-            hessian_samples=1,
-            hessian_distribution="rademacher",
+        hparams=(
+            "lr betas eps weight_decay hessian_power update_period spatial_average hessian_samples hessian_distribution"
         ),
         search_space={
             "lr": R.LogUniform(1e-3, 1.0),
@@ -154,23 +146,6 @@ R.register(
             "weight_decay": R.LogUniform(1e-6, 1e-2),
         },
         state_tensors=2,
-        requires_closure=True,
-        requires_hvp=True,
-        supports_complex=False,
-        reference="tests.reference.adahessian:adahessian",
-        test_hparams=dict(
-            lr=0.05,
-            betas=(0.8, 0.9),
-            eps=1e-3,
-            weight_decay=0.05,
-            hessian_power=0.7,
-            update_period=2,
-            hessian_samples=2,
-        ),
-        convergence_hparams={
-            "quadratic": {"lr": 0.3, "steps": 300},
-            "rosenbrock": {"lr": 0.15, "hessian_power": 0.5, "steps": 3000},
-        },
         notes=(
             "Authors' code conventions: eps is added after the power, (v̂)^{k/2} + eps; weight decay is decoupled "
             "(p − lr·λ·p); spatial averaging averages |z ⊙ Hz| over a conv kernel's spatial dims (paper Eq. 10 "

@@ -220,8 +220,6 @@ def _adam_state_bytes(shape, dtype, hp) -> int:
     return R.dense_state_bytes(shape, dtype, 3 if hp.get("amsgrad") else 2)
 
 
-_CONVERGENCE = {"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 0.05}}
-
 # ----------------------------------------------------------------------------- conventions (docs/conventions.md)
 EPS_PLACEMENT = R.Convention(
     point="where eps enters the denominator",
@@ -252,14 +250,10 @@ R.register(
         family="adam",
         paper=ADAM_PAPER,
         summary="EMA of g over √(EMA of g²), bias-corrected; L2 decay folded into g",
-        defaults=dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0),
+        hparams="lr betas eps weight_decay",
         search_space=_ADAM_SPACE,
         state_tensors=2,
         state_formula=_adam_state_bytes,
-        reference="tests.reference.adam:adam",
-        torch_equivalent=R.TorchParity("torch.optim.Adam"),
-        test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),
-        convergence_hparams=_CONVERGENCE,
         conventions=(EPS_PLACEMENT,),
     )
 )
@@ -271,14 +265,10 @@ R.register(
         family="adam",
         paper=R.Paper("Decoupled Weight Decay Regularization", "Loshchilov, Hutter", 2019, "1711.05101"),
         summary="Adam with decoupled weight decay p ← p(1 − lr·λ)",
-        defaults=dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2),
+        hparams="lr betas eps weight_decay",
         search_space=_ADAM_SPACE,
         state_tensors=2,
         state_formula=_adam_state_bytes,
-        reference="tests.reference.adam:adamw",
-        torch_equivalent=R.TorchParity("torch.optim.AdamW"),
-        test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),
-        convergence_hparams=_CONVERGENCE,
         conventions=(
             EPS_PLACEMENT,
             R.Convention(
@@ -299,15 +289,9 @@ R.register(
         family="adam",
         paper=R.Paper("On the Convergence of Adam and Beyond", "Reddi, Kale, Kumar", 2018, "1904.09237", "#28"),
         summary="Adam whose denominator uses max over time of v (non-increasing effective step)",
-        defaults=dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, bias_correction=False),
+        hparams="lr betas eps weight_decay bias_correction",
         search_space=_ADAM_SPACE,
         state_tensors=3,
-        reference="tests.reference.adam:amsgrad",
-        torch_equivalent=R.TorchParity(
-            "torch.optim.Adam", torch_kwargs={"amsgrad": True}, our_kwargs={"bias_correction": True}
-        ),
-        test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),
-        convergence_hparams=_CONVERGENCE,
         notes="Default is the paper's undebiased form; bias_correction=True equals torch.optim.Adam(amsgrad=True).",
         conventions=(
             R.Convention(
@@ -329,13 +313,9 @@ R.register(
         family="adam",
         paper=ADAM_PAPER,
         summary="Adam with the infinity norm: u ← max(β2·u, |g|), step lr/(1 − β1ᵗ)·m/u",
-        defaults=dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0),
+        hparams="lr betas eps weight_decay",
         search_space=_ADAM_SPACE,
         state_tensors=2,
-        reference="tests.reference.adam:adamax",
-        torch_equivalent=R.TorchParity("torch.optim.Adamax"),
-        test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),
-        convergence_hparams={"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 0.1}},
         notes=(
             "Paper defaults (§7.1): lr=2e-3, betas=(0.9, 0.999). The paper's rule has no eps; like torch.optim.Adamax "
             "eps is added to |g| inside the max (u ← max(β2·u, |g| + eps)), so eps=0 recovers the paper exactly."

@@ -215,15 +215,10 @@ R.register(
             "#211",
         ),
         summary="Adam stepping along m + mean of a buffer of C high-gradient-norm past momenta (priorities decay)",
-        defaults=dict(
-            lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, capacity=5, priority_decay=0.7, priority="group"
-        ),
+        hparams="lr betas eps weight_decay capacity priority_decay priority",
         search_space=_SPACE,
         state_tensors=7,
         state_formula=_adam_cm_state_bytes,
-        reference="tests.reference.adam_cm:adam_cm",
-        test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1, capacity=3, priority="tensor"),
-        convergence_hparams={"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 2e-3, "steps": 15000}},
         notes=(
             "Rules of the authors' code (chandar-lab/CMOptimizer Adam_CM): buffer stores m_t, priority = gradient "
             "norm (group: sum of the group's per-tensor norms; tensor: own norm), decayed by lambda after insertion; "

@@ -168,20 +168,11 @@ class LDoG(DoG):
 _DOG_PAPER = R.Paper(
     "DoG is SGD's Best Friend: A Parameter-Free Dynamic Step Size Schedule", "Ivgi, Hinder, Carmon", 2023, "2302.12022"
 )
-_DOG_DEFAULTS = dict(reps_rel=1e-6, lr=1.0, weight_decay=0.0, eps=1e-8, init_eta=None)
 _DOG_NOTES = (
     "Same arguments, defaults and math as the authors' dog-optimizer 1.0.3 (float64 parity in tests/test_dog.py): "
     "r_ε = reps_rel·(1 + ‖x_1‖), eps added to G once, weight decay added to the gradient (the package adds it to "
     "p.grad in place; optimlab leaves p.grad alone). Use with iterate averaging (optimlab.schedules.EMA/SWA)."
 )
-# parity runs start at r_ε = 1e-3 relative so that 20 steps move. Convergence: r_ε = 1e-2 relative, because a first
-# move below bf16's resolution leaves a bf16 parameter (and so r̄) unchanged forever; DoG's step grows only as fast
-# as the iterates move away from x₁, which along Rosenbrock's curved valley takes far more than the matrix's budget
-_DOG_TEST = dict(reps_rel=1e-3, weight_decay=0.05)
-_DOG_CONVERGENCE = {
-    "quadratic": {"reps_rel": 1e-2, "steps": 1000},
-    "rosenbrock": {"skip": "DoG-type steps grow only as the iterates move: >20k steps on Rosenbrock (5k: x = −0.24)"},
-}
 
 for _name, _cls, _summary, _paper, _state in (
     ("dog", DoG, "distance over gradients: η = max‖x − x₁‖/√Σ‖g‖² per param group", _DOG_PAPER, 1),
@@ -206,13 +197,10 @@ for _name, _cls, _summary, _paper, _state in (
             family="parameter_free",
             paper=_paper,
             summary=_summary,
-            defaults=dict(_DOG_DEFAULTS),
+            hparams="reps_rel lr weight_decay eps init_eta",
             search_space={"reps_rel": R.LogUniform(1e-8, 1e-2)},
             state_tensors=_state,
             state_formula=state_bytes(1, 2),
-            reference=f"tests.reference.dog:{_name}",
-            test_hparams=_DOG_TEST,
-            convergence_hparams=_DOG_CONVERGENCE,
             notes=_DOG_NOTES
             if _name != "dowg"
             else "DoWG has no authors' package; r_ε follows DoG's relative rule and the arguments are DoG's.",

@@ -118,7 +118,7 @@ R.register(
         family="adam",
         paper=R.Paper("EXAdam: The Power of Adaptive Cross-Moments", "Adly", 2024, "2412.20302", "#235"),
         summary="Adam with cross-moment debiasing (d1, d2) and the bias-corrected gradient added to the momentum",
-        defaults=dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, dynamic_step_size=False),
+        hparams="lr betas eps weight_decay dynamic_step_size",
         search_space={
             "lr": R.LogUniform(1e-5, 1e-1),
             "beta1": R.OneMinusLogUniform(0.5, 0.99),
@@ -126,11 +126,6 @@ R.register(
             "weight_decay": R.LogUniform(1e-6, 1.0),
         },
         state_tensors=2,
-        reference="tests.reference.exadam:exadam",
-        # the dynamic step size is the branch with extra math (log of the step under compile); the default
-        # branch gets its own reference-parity test in tests/test_exadam.py
-        test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1, dynamic_step_size=True),
-        convergence_hparams={"quadratic": {"lr": 0.05}, "rosenbrock": {"lr": 0.01}},
         notes=(
             "Default is the current official code / paper v2: no dynamic step size. dynamic_step_size=True is "
             "paper v1 / the first official commit: step × ln(√2·√(t+1)). Decoupled decay θ ← θ − lr·λ·θ as in "

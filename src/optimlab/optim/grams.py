@@ -89,7 +89,7 @@ R.register(
             "Grams: Gradient Descent with Adaptive Momentum Scaling", "Cao, Li, Song", 2024, "2412.17107", "#121"
         ),
         summary="Adam magnitude |m̂|/(√v̂ + ε) with the sign of the current gradient; decoupled decay",
-        defaults=dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0),
+        hparams="lr betas eps weight_decay",
         search_space={
             "lr": R.LogUniform(1e-5, 1e-1),
             "beta1": R.OneMinusLogUniform(0.5, 0.99),
@@ -97,9 +97,6 @@ R.register(
             "weight_decay": R.LogUniform(1e-6, 1.0),
         },
         state_tensors=2,
-        reference="tests.reference.grams:grams",
-        test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),
-        convergence_hparams={"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 0.05}},
         notes=(
             "Standard EMA for m (not lerp toward g with weight β1). ε is added to √v̂ (paper); the authors' "
             "grams-pytorch adds ε to √v and scales the step by √(1−β2ᵗ)/(1−β1ᵗ) — identical for ε → 0. "

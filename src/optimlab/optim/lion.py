@@ -167,7 +167,7 @@ _LION_SPACE = {
     "beta2": R.OneMinusLogUniform(0.9, 0.9999),
     "weight_decay": R.LogUniform(1e-4, 10.0),
 }
-_LION_DEFAULTS = dict(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0)
+_LION_HPARAMS = "lr betas weight_decay"
 
 R.register(
     R.AlgorithmSpec(
@@ -176,15 +176,9 @@ R.register(
         family="lion",
         paper=LION_PAPER,
         summary="sign of β1-interpolated momentum, decoupled decay; minimizes f subject to ‖θ‖∞ ≤ 1/λ",
-        defaults=_LION_DEFAULTS,
+        hparams=_LION_HPARAMS,
         search_space=_LION_SPACE,
         state_tensors=1,
-        reference="tests.reference.lion:lion",
-        test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), weight_decay=0.5),
-        convergence_hparams={
-            "quadratic": {"lr": 1e-2, "steps": 1000},
-            "rosenbrock": {"lr": 1e-2, "steps": 5000},
-        },
         notes=(
             "Defaults are the authors' code (google/automl lion_pytorch.py): lr=1e-4, betas=(0.9, 0.99), "
             "weight_decay=0; the paper gives no single λ (use 3–10× AdamW's λ and 3–10× smaller lr). "
@@ -207,15 +201,9 @@ R.register(
         family="lion",
         paper=LION_KAPPA_PAPER,
         summary="Lion-κ with κ = ‖·‖₂: normalized interpolated momentum; keeps ‖θ‖₂ ≤ 1/λ per tensor",
-        defaults=dict(**_LION_DEFAULTS, kappa="l2", huber_delta=1.0),
+        hparams=f"{_LION_HPARAMS} kappa huber_delta",
         search_space=_LION_SPACE,
         state_tensors=1,
-        reference="tests.reference.lion:lion_kappa",
-        test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), weight_decay=0.5),
-        convergence_hparams={
-            "quadratic": {"lr": 3e-2, "steps": 1000},
-            "rosenbrock": {"lr": 1e-2, "steps": 5000},
-        },
         notes=_KAPPA_NOTES,
         conventions=(
             R.Convention(
@@ -240,15 +228,10 @@ R.register(
         family="lion",
         paper=LION_KAPPA_PAPER,
         summary="Lion-κ with a Huber κ: clamp(c/δ, −1, 1) instead of sign(c); box ‖θ‖∞ ≤ 1/λ",
-        defaults=dict(**_LION_DEFAULTS, kappa="huber", huber_delta=1.0),
+        hparams=f"{_LION_HPARAMS} kappa huber_delta",
+        paper_defaults=dict(kappa="huber"),
         search_space={**_LION_SPACE, "huber_delta": R.LogUniform(1e-4, 1.0)},
         state_tensors=1,
-        reference="tests.reference.lion:lion_kappa",
-        test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), weight_decay=0.5, huber_delta=0.3),
-        convergence_hparams={
-            "quadratic": {"lr": 1e-1, "steps": 1000},
-            "rosenbrock": {"lr": 2e-2, "steps": 5000},
-        },
         notes=_KAPPA_NOTES,
     )
 )

@@ -470,11 +470,6 @@ _LION_SPACE = {
     "beta2": R.OneMinusLogUniform(0.9, 0.9999),
     "weight_decay": R.LogUniform(1e-4, 10.0),
 }
-_ADAM_TEST = dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1)
-_LION_TEST = dict(lr=1e-2, betas=(0.8, 0.95), weight_decay=0.1)
-_ADAM_CONV = {"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 0.05}}
-_LION_CONV = {"quadratic": {"lr": 0.01, "steps": 2000}, "rosenbrock": {"lr": 3e-3, "steps": 6000}}
-_8BIT_TEST = dict(block_size=4, min_8bit_size=2)
 
 # state_tensors (the catalogue's "state/param" column): fp32-equivalent parameter-sized tensors for a 1024 × 1024
 # fp32 matrix at the defaults; the exact bytes for any shape come from state_formula.
@@ -495,14 +490,10 @@ R.register(
         family="memory",
         paper=_ADAMW_PAPER,
         summary="AdamW with bfloat16 m and v, stochastically rounded back with hashed bits (exact resume)",
-        defaults=dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, state_rounding="stochastic"),
+        hparams="lr betas eps weight_decay state_rounding",
         search_space=_ADAM_SPACE,
         state_tensors=1,
         state_formula=bf16_state_bytes(2),
-        low_precision_state=True,
-        reference="tests.reference.lowprec:adamw_bf16",
-        test_hparams=_ADAM_TEST,
-        convergence_hparams=_ADAM_CONV,
         notes="States are bf16 by design: the records list fp32/fp64 params (the generic bf16-param test wants fp32 "
         "states); bf16 params are tested in tests/test_lowprec.py.",
     )
@@ -515,14 +506,10 @@ R.register(
         family="memory",
         paper=_LION_PAPER,
         summary="Lion with a bfloat16 momentum, stochastically rounded back with hashed bits (exact resume)",
-        defaults=dict(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, state_rounding="stochastic"),
+        hparams="lr betas weight_decay state_rounding",
         search_space=_LION_SPACE,
         state_tensors=0.5,
         state_formula=bf16_state_bytes(1),
-        low_precision_state=True,
-        reference="tests.reference.lowprec:lion_bf16",
-        test_hparams=_LION_TEST,
-        convergence_hparams=_LION_CONV,
         notes="Lion's defaults (authors' code). States bf16 by design (see adamw_bf16).",
     )
 )
@@ -534,22 +521,10 @@ R.register(
         family="memory",
         paper=_8BIT_PAPER,
         summary="AdamW with block-wise 8-bit m, v (dynamic map, fp32 absmax per block); fp32 for small tensors",
-        defaults=dict(
-            lr=1e-3,
-            betas=(0.9, 0.999),
-            eps=1e-8,
-            weight_decay=1e-2,
-            block_size=2048,
-            min_8bit_size=4096,
-            quant_map="dynamic",
-        ),
+        hparams="lr betas eps weight_decay block_size min_8bit_size quant_map",
         search_space=_ADAM_SPACE,
         state_tensors=0.502,
         state_formula=q8_state_bytes(2),
-        low_precision_state=True,
-        reference="tests.reference.lowprec:adamw_8bit",
-        test_hparams={**_ADAM_TEST, **_8BIT_TEST},
-        convergence_hparams=_ADAM_CONV,
         notes="Paper block size 2048 (bitsandbytes: 256); bitsandbytes' dynamic maps and min_8bit_size=4096. Codes "
         "stored as (blocks × block_size) uint8. Compared with bitsandbytes.optim.AdamW8bit in tests/test_lowprec.py.",
         conventions=(BLOCK_SIZE,),
@@ -563,21 +538,10 @@ R.register(
         family="memory",
         paper=_8BIT_PAPER,
         summary="Lion with a block-wise 8-bit momentum (signed dynamic map, fp32 absmax per block)",
-        defaults=dict(
-            lr=1e-4,
-            betas=(0.9, 0.99),
-            weight_decay=0.0,
-            block_size=2048,
-            min_8bit_size=4096,
-            quant_map="dynamic",
-        ),
+        hparams="lr betas weight_decay block_size min_8bit_size quant_map",
         search_space=_LION_SPACE,
         state_tensors=0.251,
         state_formula=q8_state_bytes(1),
-        low_precision_state=True,
-        reference="tests.reference.lowprec:lion_8bit",
-        test_hparams={**_LION_TEST, **_8BIT_TEST},
-        convergence_hparams=_LION_CONV,
         notes="Lion's defaults; quantization as adamw_8bit. Compared with bitsandbytes.optim.Lion8bit.",
         conventions=(BLOCK_SIZE,),
     )

@@ -513,7 +513,8 @@ R.register(
         ),
         summary="EMA momentum orthogonalized by 5 Newton–Schulz steps (≈ UVᵀ); AdamW fallback for non-matrices",
         # only the fields every preset shares: create("muon", ..., preset="torch") must get torch's lr and decay
-        defaults=dict(preset="kj", momentum=0.95, nesterov=True, ns_steps=5, ns_coefficients=QUINTIC_MUON),
+        hparams="preset momentum nesterov ns_steps ns_coefficients",
+        paper_defaults=dict(momentum=0.95, nesterov=True, ns_steps=5, ns_coefficients=QUINTIC_MUON),
         search_space={
             "lr": R.LogUniform(1e-3, 0.2),
             "momentum": R.OneMinusLogUniform(0.8, 0.99),
@@ -521,26 +522,6 @@ R.register(
         },
         state_tensors=1,
         state_formula=_muon_state_bytes,
-        dtypes=(torch.float32, torch.float64, torch.bfloat16, torch.float16),
-        supports_complex=False,
-        reference="tests.reference.muon:muon",
-        test_hparams=dict(
-            lr=0.05,
-            momentum=0.9,
-            nesterov=True,
-            weight_decay=0.1,
-            ns_coefficients=QUINTIC_MUON,
-            ns_steps=5,
-            eps=1e-7,
-            eps_mode="add",
-            adjust_lr="match_rms_adamw",
-            ns_dtype="float64",
-            fallback="adamw",
-            fallback_options={"betas": (0.8, 0.95), "eps": 1e-8},
-        ),
-        # the generic problems are vectors, i.e. fallback (AdamW) parameters; tests/test_muon.py checks Muon
-        # itself on matrix problems
-        convergence_hparams={"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 0.05}},
         notes=(
             "preset='kj' (default): Keller Jordan's reference (lr 0.02, no decay, NS eps added, scale "
             "√max(1, rows/cols), AdamW fallback β=(0.9, 0.95), eps 1e-10); preset='torch': torch.optim.Muon (lr 1e-3, "

@@ -122,14 +122,7 @@ R.register(
         family="adam",
         paper=R.Paper("Incorporating Nesterov Momentum into Adam", "Dozat", 2016),
         summary="Adam with a Nesterov look-ahead first moment under the schedule μ_t = β1(1 − ½·0.96^(tψ))",
-        defaults=dict(
-            lr=2e-3,
-            betas=(0.9, 0.999),
-            eps=1e-8,
-            weight_decay=0.0,
-            momentum_decay=4e-3,
-            decoupled_weight_decay=False,
-        ),
+        hparams="lr betas eps weight_decay momentum_decay decoupled_weight_decay",
         search_space={
             "lr": R.LogUniform(1e-5, 1e-1),
             "beta1": R.OneMinusLogUniform(0.5, 0.99),
@@ -138,10 +131,6 @@ R.register(
         },
         state_tensors=2,
         state_formula=_nadam_state_bytes,
-        reference="tests.reference.nadam:nadam",
-        torch_equivalent=R.TorchParity("torch.optim.NAdam"),
-        test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1, momentum_decay=0.05),
-        convergence_hparams={"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 0.05}},
         notes=(
             "Paper: μ_t = β1(1 − ½·0.96^(t/250)); ψ = momentum_decay = 4e-3 is 1/250. m and v are plain EMAs with "
             "β1, β2 (the schedule only enters the Nesterov mix), as in Dozat's Algorithm 2, Keras and torch. "

@@ -213,16 +213,7 @@ R.register(
             "#32",
         ),
         summary="Hutchinson-diagonal preconditioner truncated at α and a step size from local Lipschitz estimates",
-        defaults=dict(
-            lr=1.0,
-            eta0=0.1,
-            beta=0.99,
-            alpha=1e-5,
-            lipschitz="same_batch",
-            init_samples=10,
-            hessian_samples=1,
-            hessian_distribution="rademacher",
-        ),
+        hparams="lr eta0 beta alpha lipschitz init_samples hessian_samples hessian_distribution",
         search_space={
             "beta": R.OneMinusLogUniform(0.9, 0.9999),
             "alpha": R.LogUniform(1e-7, 1e-1),
@@ -230,16 +221,6 @@ R.register(
         },
         state_tensors=2,
         state_formula=_oasis_state_bytes,
-        requires_closure=True,
-        requires_hvp=True,
-        supports_complex=False,
-        reference="tests.reference.oasis:oasis",
-        test_hparams=dict(lr=0.8, eta0=0.05, beta=0.9, alpha=1e-3, init_samples=3, hessian_samples=2),
-        # the Rosenbrock run is deterministic: previous_gradient is the same algorithm at one closure call a step
-        convergence_hparams={
-            "quadratic": {"steps": 100},
-            "rosenbrock": {"lipschitz": "previous_gradient", "steps": 4000},
-        },
         notes=(
             "Algorithm 1 with the adaptive learning rate. Not fixed by the paper (inputs of Algorithm 1): η0 = 0.1, "
             "D0 = mean of 10 Hutchinson estimates at w0; β = 0.99 and α = 1e-5 are typical values of the paper's "

@@ -327,9 +327,6 @@ _SPACE = {
     "weight_decay": R.LogUniform(1e-6, 1.0),
     "scale": R.Choice((0.125, 0.25, 0.5, 1.0)),
 }
-_TEST = dict(lr=1e-2, betas=(0.8, 0.95), weight_decay=0.1, rank=1, update_proj_gap=3)
-# quadratic/Rosenbrock are 1-D (plain AdamW path); a projected convergence test lives in tests/test_projected.py
-_CONVERGENCE = {"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 0.05}}
 _COMMON = dict(rank_fraction=None, project=True)
 
 # state_tensors (the catalogue's "state/param" column): fp32-equivalent parameter-sized tensors for a 1024 × 1024
@@ -356,25 +353,11 @@ R.register(
             "2403.03507",
         ),
         summary="Adam on Pᵀg with P = top-r singular vectors of g every T steps, step α·P·N; AdamW for vectors",
-        defaults=dict(
-            lr=1e-2,
-            betas=(0.9, 0.999),
-            eps=1e-6,
-            weight_decay=0.0,
-            projector="svd",
-            rank=128,
-            update_proj_gap=200,
-            scale=0.25,
-            reproject="none",
-            **_COMMON,
-        ),
+        hparams="lr betas eps weight_decay projector rank update_proj_gap scale reproject rank_fraction project",
+        paper_defaults=dict(projector="svd", rank=128, update_proj_gap=200, scale=0.25, reproject="none", **_COMMON),
         search_space=_SPACE,
         state_tensors=0.375,
         state_formula=projected_state_bytes,
-        supports_complex=False,
-        reference="tests.reference.projected:galore",
-        test_hparams=_TEST,
-        convergence_hparams=_CONVERGENCE,
         notes=(
             "Paper defaults (LLaMA pre-training): r = 128…512, T = 200, α = 0.25, lr = 0.01. Refresh at steps "
             "1, T+1, … (the code's 0-based iter % T == 0); moments are not re-projected (GaLore's rule). Decay before "
@@ -407,26 +390,15 @@ R.register(
             "#65",
         ),
         summary="low-rank Adam on r DCT columns picked by ℓ1 alignment with g (only r indices stored), moments rotated",
-        defaults=dict(
-            lr=1e-3,
-            betas=(0.9, 0.999),
-            eps=1e-8,
-            weight_decay=0.0,
-            projector="dct",
-            rank=128,
-            update_proj_gap=200,
-            scale=1.0,
-            reproject="rotate",
-            dct_norm="l1",
-            **_COMMON,
+        hparams=(
+            "lr betas eps weight_decay projector rank update_proj_gap scale reproject dct_norm rank_fraction project"
+        ),
+        paper_defaults=dict(
+            projector="dct", rank=128, update_proj_gap=200, scale=1.0, reproject="rotate", dct_norm="l1", **_COMMON
         ),
         search_space=_SPACE,
         state_tensors=0.25,
         state_formula=projected_state_bytes,
-        supports_complex=False,
-        reference="tests.reference.projected:galore_dct",
-        test_hparams=_TEST,
-        convergence_hparams=_CONVERGENCE,
         notes=(
             "Orthonormal DCT-II basis, ℓ1 column scores (authors' code default), top-r kept best-first; moments "
             "rotated by R = Q_newᵀQ_old on refresh (paper), v through |R v|. Error feedback not provided. The "
@@ -456,11 +428,11 @@ R.register(
             "#218",
         ),
         summary="GaLore whose projector takes an AdamW step on the online-PCA loss ‖PPᵀĝ − ĝ‖² every step",
-        defaults=dict(
-            lr=1e-2,
-            betas=(0.9, 0.999),
-            eps=1e-6,
-            weight_decay=0.0,
+        hparams=(
+            "lr betas eps weight_decay projector rank scale reproject proj_lr_ratio proj_weight_decay proj_ortho "
+            "rank_fraction project"
+        ),
+        paper_defaults=dict(
             projector="online_pca",
             rank=128,
             scale=0.25,
@@ -473,10 +445,6 @@ R.register(
         search_space={**_SPACE, "proj_lr_ratio": R.LogUniform(0.05, 5.0)},
         state_tensors=0.625,
         state_formula=projected_state_bytes,
-        supports_complex=False,
-        reference="tests.reference.projected:online_subspace_descent",
-        test_hparams={**_TEST, "proj_lr_ratio": 2.0, "proj_ortho": 0.1},
-        convergence_hparams=_CONVERGENCE,
         notes=(
             "Authors' code (proj_type='continuous'): SVD at step 1, then torch AdamW on P (betas 0.9/0.999, eps 1e-8, "
             "wd 0.01) with lr = lr·ratio; ratio 0.5 = (1/T)/lr_0 for their T = 200, lr_0 = 0.01. The paper's "
@@ -498,11 +466,11 @@ R.register(
             "#124",
         ),
         summary="low-rank Adam; P takes correlation-aware gradient steps every T_u steps, warm randomized SVD every 5",
-        defaults=dict(
-            lr=1e-3,
-            betas=(0.9, 0.999),
-            eps=1e-6,
-            weight_decay=0.0,
+        hparams=(
+            "lr betas eps weight_decay projector rank update_proj_gap reproject_factor proj_lr scale reproject "
+            "rank_fraction project"
+        ),
+        paper_defaults=dict(
             projector="coap",
             rank=128,
             update_proj_gap=32,
@@ -515,10 +483,6 @@ R.register(
         search_space={**_SPACE, "update_proj_gap": R.Choice((16, 32, 64))},
         state_tensors=0.375,
         state_formula=projected_state_bytes,
-        supports_complex=False,
-        reference="tests.reference.projected:coap",
-        test_hparams={**_TEST, "update_proj_gap": 2, "reproject_factor": 3, "reproject": "rotate_sqrt"},
-        convergence_hparams=_CONVERGENCE,
         notes=(
             "Authors' code defaults: T_u = 32, reproject_factor = 5, P step 0.1 with gradient clipping at norm 1, "
             "initial sketch seeded 3407, restore_state=False (reproject='none'; 'rotate_sqrt' is restore_state=True)."

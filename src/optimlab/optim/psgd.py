@@ -342,14 +342,9 @@ R.register(
         family="second_order",
         paper=R.Paper("Stochastic Hessian Fittings with Lie Groups", "Li", 2024, "2402.11858", "#174"),
         summary="Kronecker-factored P = QᵀQ fitted on a Lie group to E[hᵀPh + vᵀP⁻¹v] with random probes v",
-        defaults=dict(
-            lr=1e-3,
-            momentum=0.0,
-            weight_decay=0.0,
-            lr_preconditioner=0.1,
-            preconditioner_update_probability=1.0,
-            preconditioner_max_skew=1.0,
-            whiten_grad=True,
+        hparams=(
+            "lr momentum weight_decay lr_preconditioner preconditioner_update_probability preconditioner_max_skew "
+            "whiten_grad"
         ),
         search_space={
             "lr": R.LogUniform(1e-5, 1e-1),
@@ -358,12 +353,6 @@ R.register(
         },
         state_tensors=1,
         state_formula=_psgd_state_bytes,
-        supports_complex=False,
-        reference="tests.reference.psgd:psgd_kron",
-        test_hparams=dict(
-            lr=0.02, momentum=0.9, weight_decay=0.1, lr_preconditioner=0.2, preconditioner_update_probability=0.6
-        ),
-        convergence_hparams={"quadratic": {"lr": 0.05, "momentum": 0.9}, "rosenbrock": {"lr": 0.01, "momentum": 0.9}},
         notes=(
             "Li's KronWhiten with dQ='EQ' (triangular Q, Lie-group step normalized by a Lipschitz estimate L with "
             "EMA 0.9), gradient whitening with Gaussian probes v. Probes and update coins come from a generator "

@@ -132,14 +132,7 @@ R.register(
             "1908.03265",
         ),
         summary="Adam with the variance rectification r_t; momentum SGD while ρ_t ≤ 5 (replaces warmup)",
-        defaults=dict(
-            lr=1e-3,
-            betas=(0.9, 0.999),
-            eps=1e-8,
-            weight_decay=0.0,
-            decoupled_weight_decay=False,
-            rho_threshold=5.0,
-        ),
+        hparams="lr betas eps weight_decay decoupled_weight_decay rho_threshold",
         search_space={
             "lr": R.LogUniform(1e-5, 1e-1),
             "beta1": R.OneMinusLogUniform(0.5, 0.99),
@@ -147,12 +140,6 @@ R.register(
             "weight_decay": R.LogUniform(1e-6, 1.0),
         },
         state_tensors=2,
-        reference="tests.reference.radam:radam",
-        torch_equivalent=R.TorchParity("torch.optim.RAdam", our_kwargs={"rho_threshold": 5.0}),
-        test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1, decoupled_weight_decay=True),
-        # Rosenbrock: the first 5 steps are plain momentum SGD (|g| ≈ 160 at the start), so lr must stay small;
-        # β2 = 0.99 then lets the adaptive phase follow the valley within the budget
-        convergence_hparams={"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 5e-3, "betas": (0.9, 0.99)}},
         notes=(
             "Threshold: the paper's Algorithm 2 rectifies when ρ_t > 4; the authors' code (N_sma >= 5) and "
             "torch.optim.RAdam (ρ_t > 5) use 5, our default (rho_threshold=4.0 gives the paper's). Below it the step "

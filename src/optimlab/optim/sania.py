@@ -233,20 +233,10 @@ R.register(
         family="second_order",
         paper=_SANIA_PAPER,
         summary="Polyak-type step size on an AdaGrad-SQR/Adam-SQR-preconditioned gradient (scale invariant)",
-        defaults=dict(lr=1.0, preconditioner="adagrad_sqr", beta=0.999, eps=0.1, f_star=0.0),
+        hparams="lr preconditioner beta eps f_star",
         search_space={"lr": R.LogUniform(0.1, 2.0), "eps": R.LogUniform(1e-8, 1.0)},
         state_tensors=1,
         state_formula=_sania_state_bytes,
-        requires_closure=True,
-        supports_complex=False,
-        reference="tests.reference.sania:sania",
-        # the generic objective is bounded below by −0.1 per coordinate: f* = −5 is a valid lower bound
-        test_hparams=dict(lr=0.8, preconditioner="adam_sqr", beta=0.9, eps=1e-3, f_star=-5.0),
-        # AdaGrad-SQR's Σg² grows linearly, so its steps shrink like 1/t: the convergence runs use Adam-SQR
-        convergence_hparams={
-            "quadratic": {"preconditioner": "adam_sqr", "steps": 300},
-            "rosenbrock": {"preconditioner": "adam_sqr", "beta": 0.99, "steps": 3000},
-        },
         notes=_SANIA_NOTES,
         conventions=_SANIA_CONVENTIONS,
     )
@@ -259,24 +249,9 @@ R.register(
         family="second_order",
         paper=_SANIA_PAPER,
         summary="SANIA's Polyak-type step on a Hutchinson-Hessian-diagonal-preconditioned gradient",
-        defaults=dict(
-            lr=1.0,
-            preconditioner="hutchinson",
-            beta=0.999,
-            eps=0.1,
-            f_star=0.0,
-            hessian_samples=1,
-            hessian_distribution="rademacher",
-        ),
+        hparams="lr preconditioner beta eps f_star hessian_samples hessian_distribution",
         search_space={"lr": R.LogUniform(0.1, 2.0), "beta": R.OneMinusLogUniform(0.9, 0.9999)},
         state_tensors=1,
-        requires_closure=True,
-        requires_hvp=True,
-        supports_complex=False,
-        reference="tests.reference.sania:sania",
-        # the objective's curvature crosses 0: eps = 0.5 keeps B̂ away from it (tame, compile-comparable dynamics)
-        test_hparams=dict(lr=0.8, beta=0.9, eps=0.5, f_star=-5.0, hessian_samples=2),
-        convergence_hparams={"quadratic": {"steps": 300}, "rosenbrock": {"beta": 0.5, "steps": 4000}},
         notes=_SANIA_NOTES + " Hutchinson: D is a zero-initialized EMA debiased by 1 − βᵗ (as Adam-SQR's v).",
         conventions=_SANIA_CONVENTIONS,
     )

@@ -257,13 +257,10 @@ R.register(
         family="schedule_free",
         paper=SF_PAPER,
         summary="schedule-free SGD: gradient at an interpolation of the SGD iterate z and its running average x",
-        defaults=dict(lr=1.0, momentum=0.9, weight_decay=0.0, warmup_steps=0, r=0.0, weight_lr_power=2.0),
+        hparams="lr momentum weight_decay warmup_steps r weight_lr_power",
         search_space={"lr": R.LogUniform(1e-3, 10.0), "momentum": R.OneMinusLogUniform(0.5, 0.99)},
         state_formula=state_bytes(1, 2),
         state_tensors=1,
-        reference="tests.reference.schedule_free:sf_sgd",
-        test_hparams=dict(lr=0.1, momentum=0.8, weight_decay=0.05, warmup_steps=5, r=0.5),
-        convergence_hparams={"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 2e-3, "steps": 20000}},  # y, in train mode
         notes=_SF_NOTES,
         conventions=_SF_CONVENTIONS,
     )
@@ -276,15 +273,10 @@ R.register(
         family="schedule_free",
         paper=SF_PAPER,
         summary="schedule-free AdamW: Adam-normalised steps on z, gradient at an interpolation of z and its average",
-        defaults=dict(
-            lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, warmup_steps=0, r=0.0, weight_lr_power=2.0
-        ),
+        hparams="lr betas eps weight_decay warmup_steps r weight_lr_power",
         search_space={"lr": R.LogUniform(1e-4, 1e-1), "weight_decay": R.LogUniform(1e-6, 1.0)},
         state_formula=state_bytes(2, 2),
         state_tensors=2,
-        reference="tests.reference.schedule_free:sf_adamw",
-        test_hparams=dict(lr=0.05, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.05, warmup_steps=5, r=0.5),
-        convergence_hparams={"quadratic": {"lr": 0.05}, "rosenbrock": {"lr": 0.02, "steps": 10000}},
         notes=_SF_NOTES,
         conventions=_SF_CONVENTIONS,
     )

@@ -222,18 +222,13 @@ R.register(
             "#92",
         ),
         summary="gradient average d, step along the LMO of a per-layer norm ball (spectral/sign/col/row/RMS)",
-        defaults=dict(lr=2**-12, momentum=0.1, scale=50.0, norm="auto", unconstrained=False),
+        hparams="lr momentum scale norm unconstrained",
         search_space={
             "lr": R.LogUniform(1e-5, 1e-1),
             "momentum": R.LogUniform(0.01, 1.0),
             "scale": R.LogUniform(1.0, 1e3),
         },
         state_tensors=1,
-        supports_complex=False,
-        reference="tests.reference.scion:scion",
-        test_hparams=dict(lr=0.02, momentum=0.3, scale=2.0, ns_dtype="float64"),
-        # constrained (the default); the minimizers lie inside the radius-5 RMS ball
-        convergence_hparams={"quadratic": {"lr": 0.01, "scale": 5.0}, "rosenbrock": {"lr": 0.002, "scale": 5.0}},
         notes=(
             "Defaults: the paper's nanoGPT setting (lr 2^-12, momentum α = 0.1 weighting the NEW gradient, radius "
             "50, constrained SCG x ← (1−γ)x − γρ·lmo(d)); the authors' code defaults are lr 1e-3, momentum 1, "

@@ -117,7 +117,8 @@ R.register(
             "#79",
         ),
         summary="heavy-ball momentum b ← μb + g, p ← p − lr·b",
-        defaults=dict(lr=1e-2, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False),
+        hparams="lr momentum dampening weight_decay nesterov",
+        paper_defaults=dict(lr=1e-2, momentum=0.9),
         search_space={
             "lr": R.LogUniform(1e-4, 1.0),
             "momentum": R.OneMinusLogUniform(0.5, 0.999),
@@ -125,10 +126,6 @@ R.register(
         },
         state_tensors=1,
         state_formula=_sgd_state_bytes,
-        reference="tests.reference.sgd:sgd",
-        torch_equivalent=R.TorchParity("torch.optim.SGD"),
-        test_hparams=dict(lr=1e-2, momentum=0.8, dampening=0.1, weight_decay=0.05),
-        convergence_hparams={"quadratic": {"lr": 0.05}, "rosenbrock": {"lr": 1e-3}},
         conventions=(MOMENTUM_FORM,),
     )
 )
@@ -146,7 +143,8 @@ R.register(
             "#90",
         ),
         summary="Nesterov momentum: step along g + μb",
-        defaults=dict(lr=1e-2, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=True),
+        hparams="lr momentum dampening weight_decay nesterov",
+        paper_defaults=dict(lr=1e-2, momentum=0.9, nesterov=True),
         search_space={
             "lr": R.LogUniform(1e-4, 1.0),
             "momentum": R.OneMinusLogUniform(0.5, 0.999),
@@ -154,10 +152,6 @@ R.register(
         },
         state_tensors=1,
         state_formula=_sgd_state_bytes,
-        reference="tests.reference.sgd:sgd",
-        torch_equivalent=R.TorchParity("torch.optim.SGD"),
-        test_hparams=dict(lr=1e-2, momentum=0.8, weight_decay=0.05, nesterov=True),
-        convergence_hparams={"quadratic": {"lr": 0.05}, "rosenbrock": {"lr": 1e-3}},
         conventions=(MOMENTUM_FORM,),
     )
 )

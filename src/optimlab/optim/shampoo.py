@@ -257,7 +257,7 @@ R.register(
             "Shampoo: Preconditioned Stochastic Tensor Optimization", "Gupta, Koren, Singer", 2018, "1802.09568"
         ),
         summary="p ← p − lr·L^(−1/4) G R^(−1/4) with L = ΣGGᵀ, R = ΣGᵀG (+εI); optional AdaGrad grafting",
-        defaults=dict(lr=1.0, momentum=0.0, beta2=1.0, eps=1e-4, weight_decay=0.0),
+        hparams="lr momentum beta2 eps weight_decay",
         search_space={
             "lr": R.LogUniform(1e-3, 3.0),
             "momentum": R.Choice((0.0, 0.9)),
@@ -265,19 +265,6 @@ R.register(
         },
         state_tensors=1,
         state_formula=_shampoo_state_bytes,
-        supports_complex=False,
-        reference="tests.reference.shampoo:shampoo",
-        test_hparams=dict(
-            lr=0.05,
-            momentum=0.5,
-            beta2=0.9,
-            eps=1e-3,
-            weight_decay=0.05,
-            update_freq=3,
-            max_precond_dim=4,
-            grafting="adagrad",
-        ),
-        convergence_hparams={"quadratic": {"lr": 0.5}, "rosenbrock": {"lr": 0.1, "momentum": 0.9}},
         notes=(
             "Defaults from the authors' TF ShampooOptimizer (lr 1.0, eps 1e-4, summed statistics, roots every "
             "step, sides > 768 diagonal, exponent −1/(2·order)). eps is added to the eigenvalues (L₀ = εI in "

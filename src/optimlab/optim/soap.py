@@ -243,7 +243,7 @@ R.register(
             "2409.11321",
         ),
         summary="Adam in the eigenbasis of Shampoo's L, R (refreshed by one power-iteration + QR every f steps)",
-        defaults=dict(lr=3e-3, betas=(0.95, 0.95), eps=1e-8, weight_decay=0.01, precondition_frequency=10),
+        hparams="lr betas eps weight_decay precondition_frequency",
         search_space={
             "lr": R.LogUniform(1e-4, 3e-2),
             "beta1": R.OneMinusLogUniform(0.8, 0.99),
@@ -252,12 +252,6 @@ R.register(
         },
         state_tensors=2,
         state_formula=_soap_state_bytes,
-        supports_complex=False,
-        reference="tests.reference.soap:soap",
-        test_hparams=dict(
-            lr=0.01, betas=(0.9, 0.95), weight_decay=0.1, precondition_frequency=6, precondition_1d=True, eps=1e-6
-        ),
-        convergence_hparams={"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 0.05}},
         notes=(
             "Authors' defaults (lr 3e-3, betas (0.95, 0.95), eps 1e-8, decay 0.01, refresh every 10 steps, "
             "max_precond_dim 10000). As the authors' code: the first step only initializes L, R and the "

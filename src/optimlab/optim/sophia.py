@@ -253,16 +253,7 @@ R.register(
         family="second_order",
         paper=_SOPHIA_PAPER,
         summary="EMA of g over an EMA of a Hutchinson Hessian diagonal (every k steps), clipped per coordinate",
-        defaults=dict(
-            lr=6e-4,
-            betas=(0.96, 0.99),
-            rho=0.01,
-            eps=1e-12,
-            weight_decay=0.2,
-            update_period=10,
-            hessian_samples=1,
-            hessian_distribution="gaussian",
-        ),
+        hparams="lr betas rho eps weight_decay update_period hessian_samples hessian_distribution",
         search_space={
             "lr": R.LogUniform(1e-5, 1e-1),
             "rho": R.LogUniform(1e-3, 1.0),
@@ -270,15 +261,6 @@ R.register(
             "weight_decay": R.LogUniform(1e-4, 1.0),
         },
         state_tensors=2,
-        requires_closure=True,
-        requires_hvp=True,
-        supports_complex=False,
-        reference="tests.reference.sophia:sophia_h",
-        test_hparams=dict(lr=0.02, betas=(0.8, 0.9), rho=0.5, weight_decay=0.1, update_period=3, hessian_samples=2),
-        convergence_hparams={
-            "quadratic": {"lr": 0.1, "weight_decay": 0.0, "steps": 300},
-            "rosenbrock": {"lr": 0.1, "weight_decay": 0.0, "steps": 1500},
-        },
         notes=_SOPHIA_NOTES,
         conventions=_SOPHIA_CONVENTIONS,
     )
@@ -289,18 +271,9 @@ R.register(
         name="sophia_g",
         cls=SophiaG,
         family="second_order",
-        closure_returns_logits=True,
         paper=_SOPHIA_PAPER,
         summary="Sophia with the Gauss-Newton-Bartlett diagonal (labels sampled from the model's softmax)",
-        defaults=dict(
-            lr=6e-4,
-            betas=(0.96, 0.99),
-            rho=0.05,
-            eps=1e-12,
-            weight_decay=0.2,
-            update_period=10,
-            estimator="gnb",
-        ),
+        hparams="lr betas rho eps weight_decay update_period estimator",
         search_space={
             "lr": R.LogUniform(1e-5, 1e-1),
             "rho": R.LogUniform(1e-3, 1.0),
@@ -308,25 +281,6 @@ R.register(
             "weight_decay": R.LogUniform(1e-4, 1.0),
         },
         state_tensors=2,
-        requires_closure=True,
-        supports_complex=False,
-        reference="tests.reference.sophia:sophia_g",
-        # the generic objectives have no logits: the matrix runs the squared-gradient estimator; the
-        # Gauss-Newton-Bartlett path has its own parity and resume tests (tests/test_sophia.py)
-        test_hparams=dict(
-            lr=0.02, betas=(0.8, 0.9), rho=0.5, weight_decay=0.1, update_period=3, estimator="squared_gradient"
-        ),
-        convergence_hparams={
-            "quadratic": {
-                "lr": 0.05,
-                "rho": 0.5,
-                "weight_decay": 0.0,
-                "update_period": 2,
-                "estimator": "squared_gradient",
-                "steps": 500,
-            },
-            "rosenbrock": {"lr": 0.1, "weight_decay": 0.0, "estimator": "squared_gradient", "steps": 1500},
-        },
         notes=_SOPHIA_NOTES
         + " Sophia-G exists in no other library; its closure returns (loss, logits) (see the class docstring).",
         conventions=(

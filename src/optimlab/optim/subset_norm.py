@@ -265,7 +265,6 @@ _SPACE = {
     "beta2": R.OneMinusLogUniform(0.9, 0.9999),
     "weight_decay": R.LogUniform(1e-6, 1.0),
 }
-_CONVERGENCE = {"quadratic": {"lr": 0.1}, "rosenbrock": {"lr": 0.05}}
 _NOTES = (
     "Defaults of the authors' GenericOptim (lr 1e-3, betas 0.9/0.999, eps 1e-6, wd 0); the README advises an lr "
     "about 10x AdamW's. Bias correction on the momentum only (the code also scales the SGD part by 1/(1-β1ᵗ)); "
@@ -281,24 +280,10 @@ R.register(
         family="memory",
         paper=_PAPER,
         summary="AdamW whose second moment is shared per subset (rows/columns): v_i = EMA of Σ_{j∈S_i} g_j²",
-        defaults=dict(
-            lr=1e-3,
-            betas=(0.9, 0.999),
-            eps=1e-6,
-            weight_decay=0.0,
-            subset_norm=True,
-            subset_size=None,
-            rank=None,
-            rank_fraction=None,
-            update_proj_gap=200,
-        ),
+        hparams="lr betas eps weight_decay subset_norm subset_size rank rank_fraction update_proj_gap",
         search_space=_SPACE,
         state_tensors=1.001,
         state_formula=subset_norm_state_bytes,
-        supports_complex=False,
-        reference="tests.reference.subset_norm:adamw_sn",
-        test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), weight_decay=0.1),
-        convergence_hparams=_CONVERGENCE,
         notes=_NOTES,
     )
 )
@@ -310,24 +295,11 @@ R.register(
         family="memory",
         paper=_PAPER,
         summary="Subset-Norm AdamW with momentum kept in a rank-r SVD subspace and SGD in its complement",
-        defaults=dict(
-            lr=1e-3,
-            betas=(0.9, 0.999),
-            eps=1e-6,
-            weight_decay=0.0,
-            subset_norm=True,
-            subset_size=None,
-            rank=128,
-            rank_fraction=None,
-            update_proj_gap=200,
-        ),
+        hparams="lr betas eps weight_decay subset_norm subset_size rank rank_fraction update_proj_gap",
+        paper_defaults=dict(subset_norm=True, subset_size=None, rank_fraction=None, update_proj_gap=200),
         search_space=_SPACE,
         state_tensors=0.251,
         state_formula=subset_norm_state_bytes,
-        supports_complex=False,
-        reference="tests.reference.subset_norm:adamw_sn",
-        test_hparams=dict(lr=1e-2, betas=(0.8, 0.95), weight_decay=0.1, rank=1, update_proj_gap=3, subset_size=4),
-        convergence_hparams=_CONVERGENCE,
         notes=_NOTES
         + " Momentum subspace: GaLore's SVD projector, refreshed every T steps, momentum reset on refresh.",
     )

@@ -106,31 +106,14 @@ R.register(
             "#85",
         ),
         summary="adversarial model perturbation: N projected ascent steps Δ ← Π_ε(Δ + ζ∇L(w+Δ)), base step at w + Δ",
-        defaults={
-            "base": "sgd",
-            "lr": 0.1,
-            "momentum": 0.9,
-            "nesterov": True,
-            "weight_decay": 1e-4,
-            "epsilon": 0.5,
-            "inner_lr": 1.0,
-            "inner_steps": 1,
-        },
+        hparams="base lr momentum nesterov weight_decay epsilon inner_lr inner_steps",
+        paper_defaults=dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4),
         search_space={
             "lr": R.LogUniform(1e-4, 1.0),
             "epsilon": R.LogUniform(0.05, 2.0),
             "inner_lr": R.LogUniform(0.1, 2.0),
         },
         state_tensors=1,  # the SGD-momentum buffer; w lives only inside a step
-        requires_closure=True,
-        supports_complex=False,
-        reference="tests.reference.amp:amp",
-        # two ascent steps with a radius that binds on the first step and not always later
-        test_hparams=dict(lr=0.05, momentum=0.8, weight_decay=0.01, epsilon=0.3, inner_lr=0.05, inner_steps=2),
-        convergence_hparams={
-            "quadratic": {"lr": 0.05, "epsilon": 1e-3},
-            "rosenbrock": {"lr": 1e-3, "epsilon": 1e-4},
-        },
         notes=(
             "global projection (the paper) by default; the authors' code projects per tensor (per_tensor=True); "
             "defaults from their main.py"

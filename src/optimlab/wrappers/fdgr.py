@@ -96,9 +96,13 @@ _PAPER = R.Paper(
     "#55",
 )
 
-for _name, _variant, _summary in (
-    ("fdgr", "forward", "gradient regularization by a forward difference: (1 - γ/h) g + (γ/h) ∇L(w + h g)"),
-    ("fdgr_backward", "backward", "gradient regularization by a backward difference: (1 + γ/h) g - (γ/h) ∇L(w - h g)"),
+for _name, _overrides, _summary in (
+    ("fdgr", {}, "gradient regularization by a forward difference: (1 - γ/h) g + (γ/h) ∇L(w + h g)"),
+    (
+        "fdgr_backward",
+        {"variant": "backward"},
+        "gradient regularization by a backward difference: (1 + γ/h) g - (γ/h) ∇L(w - h g)",
+    ),
 ):
     R.register(
         R.AlgorithmSpec(
@@ -107,30 +111,14 @@ for _name, _variant, _summary in (
             family="sharpness",
             paper=_PAPER,
             summary=_summary,
-            defaults={
-                "base": "sgd",
-                "lr": 0.1,
-                "momentum": 0.9,
-                "weight_decay": 1e-4,
-                "gamma": 0.01,
-                "h": 0.1,
-                "variant": _variant,
-            },
+            hparams="base lr momentum weight_decay gamma h variant",
+            paper_defaults=dict(lr=0.1, momentum=0.9, weight_decay=1e-4, **_overrides),
             search_space={
                 "lr": R.LogUniform(1e-4, 1.0),
                 "gamma": R.LogUniform(1e-4, 0.1),
                 "h": R.LogUniform(0.01, 0.5),
             },
             state_tensors=1,  # the SGD-momentum buffer; w and g(w) live only inside a step
-            requires_closure=True,
-            supports_complex=False,
-            reference="tests.reference.fdgr:fdgr",
-            test_hparams=dict(lr=0.05, momentum=0.8, weight_decay=0.01, gamma=0.05, h=0.2),
-            convergence_hparams={
-                "quadratic": {"lr": 0.05, "weight_decay": 0.0},
-                # Rosenbrock's gradient is ~1e3 at the start: an unnormalized step h·g needs a small h
-                "rosenbrock": {"lr": 1e-3, "weight_decay": 0.0, "gamma": 1e-5, "h": 1e-4},
-            },
             notes="ascent step unnormalized (the derivation); gamma = h gives USAM with rho = h",
         )
     )

@@ -171,18 +171,10 @@ R.register(
             "#78",
         ),
         summary="SAM perturbing only the top (1 - s) coordinates by empirical Fisher g², mask refreshed every T_m",
-        # the authors' scripts: fairseq Adam (decoupled decay 0.01, betas (0.9, 0.98), eps 1e-6), rho 0.05,
         # keep ratio 0.1, mask interval 100
-        defaults={
-            "base": "adamw",
-            "lr": 2e-5,
-            "betas": (0.9, 0.98),
-            "eps": 1e-6,
-            "weight_decay": 0.01,
-            "rho": 0.05,
-            "sparsity": 0.9,
-            "mask_interval": 100,
-        },
+        # the authors' scripts: fairseq Adam (decoupled decay 0.01, betas (0.9, 0.98), eps 1e-6), rho 0.05,
+        hparams="base lr betas eps weight_decay rho sparsity mask_interval",
+        paper_defaults=dict(lr=2e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01),
         search_space={
             "lr": R.LogUniform(1e-5, 1e-2),
             "rho": R.LogUniform(0.005, 0.5),
@@ -190,14 +182,6 @@ R.register(
         },
         state_tensors=2,  # AdamW's two moments (the default base); the mask is counted by the formula
         state_formula=_fsam_state_bytes,
-        requires_closure=True,
-        supports_complex=False,
-        reference="tests.reference.fsam:fsam",
-        test_hparams=dict(lr=0.01, weight_decay=0.01, mask_interval=3, rho=0.1),
-        convergence_hparams={
-            "quadratic": {"lr": 0.05, "rho": 1e-3, "sparsity": 0.5, "weight_decay": 0.0},
-            "rosenbrock": {"lr": 0.02, "rho": 1e-4, "sparsity": 0.5, "weight_decay": 0.0, "steps": 5000},
-        },
         notes=(
             "F = g² of the current batch (the authors' set_fisher_mask); eps = rho m*g/||g|| with the unmasked norm "
             "(their SAM_Mask.first_step); top-k per param group"

@@ -117,18 +117,10 @@ R.register(
         ),
         summary="SAM on the tail-class loss only: g = ∇L_H(w) + ∇L_T(w + ρ∇L_T/‖∇L_T‖); closure returns (L_H, L_T)",
         # the authors' scripts/train.py: SGD lr 0.01, momentum 0.9, weight decay 1e-3, rho 0.05
-        defaults={"base": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-3, "rho": 0.05},
+        hparams="base lr momentum weight_decay rho",
+        paper_defaults=dict(lr=0.01, momentum=0.9, weight_decay=1e-3),
         search_space={"lr": R.LogUniform(1e-4, 1.0), "rho": R.LogUniform(0.0025, 0.25)},
         state_tensors=1,  # the SGD-momentum buffer; w and ∇L_H(w) live only inside a step
-        requires_closure=True,
-        closure_returns_head_tail=True,
-        supports_complex=False,
-        reference="tests.reference.imbsam:imbsam",
-        test_hparams=dict(lr=0.05, momentum=0.8, weight_decay=0.01),
-        convergence_hparams={
-            "quadratic": {"lr": 0.1, "rho": 1e-3, "weight_decay": 0.0},
-            "rosenbrock": {"lr": 1e-3, "rho": 1e-4, "weight_decay": 0.0},
-        },
         notes=(
             "a closure returning one loss (backward done) is all-tail, i.e. SAM; the generic matrix runs that path, "
             "tests/test_sam_family.py checks the (head, tail) split against the reference"

@@ -118,19 +118,12 @@ R.register(
             "#253",
         ),
         summary="⊥Grad: the base steps on g minus its component along w (per tensor), rescaled to ‖g‖",
-        # the authors' ⊥AdamW run of their Fig. 1 (run_main_experiments.sh, utils.py): lr 0.01, betas (0.9, 0.99),
         # no weight decay (their Adam eps default is 1e-25; AdamW's 1e-8 is kept here)
-        defaults={"base": "adamw", "lr": 0.01, "betas": (0.9, 0.99), "weight_decay": 0.0},
+        # the authors' ⊥AdamW run of their Fig. 1 (run_main_experiments.sh, utils.py): lr 0.01, betas (0.9, 0.99),
+        hparams="base lr betas weight_decay",
+        paper_defaults=dict(lr=0.01, betas=(0.9, 0.99), weight_decay=0.0),
         search_space={"lr": R.LogUniform(1e-5, 1e-1)},
         state_tensors=2,  # AdamW's moments; the wrapper keeps nothing
-        requires_closure=False,
-        supports_complex=True,
-        reference="tests.reference.orthograd:orthograd",
-        test_hparams=dict(lr=0.01, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),
-        convergence_hparams={
-            "quadratic": {"skip": "⊥Grad keeps ‖w‖ from shrinking; tests/test_orthograd.py checks its fixed points"},
-            "rosenbrock": {"skip": "⊥Grad keeps ‖w‖ from shrinking; tests/test_orthograd.py checks its fixed points"},
-        },
         notes=(
             "per-tensor projection, eps = 1e-30 in both denominators (the authors' orthograd.py); not an "
             "unconstrained minimizer: the matrix's convergence checks are skipped, tests/test_orthograd.py checks it"

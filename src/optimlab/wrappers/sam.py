@@ -178,13 +178,15 @@ def _register(
     name: str,
     summary: str,
     paper: R.Paper,
-    defaults: dict[str, Any],
+    hparams: tuple[str, ...],
+    paper_defaults: dict[str, Any],
     notes: str = "",
     cls: type = SAM,
     base_defaults: dict[str, Any] | None = None,
     conventions: tuple[R.Convention, ...] = (),
 ) -> None:
     base_defaults = {"lr": 0.05, "momentum": 0.9} if base_defaults is None else base_defaults
+    rho = paper_defaults.get("rho", R.constructor_defaults(cls)["rho"])
     R.register(
         R.AlgorithmSpec(
             name=name,
@@ -192,18 +194,13 @@ def _register(
             family="sharpness",
             paper=paper,
             summary=summary,
-            defaults={"base": "sgd", **base_defaults, **defaults},
+            hparams=("base", *base_defaults, *hparams),
+            paper_defaults={**base_defaults, **paper_defaults},
             search_space={
                 "lr": R.LogUniform(1e-4, 1.0),
-                "rho": R.LogUniform(defaults["rho"] / 20, defaults["rho"] * 5),
+                "rho": R.LogUniform(rho / 20, rho * 5),
             },
             state_tensors=1,  # the SGD-momentum base's buffer; ε lives only between the two passes
-            requires_closure=True,
-            supports_complex=False,
-            reference="tests.reference.sam:sam",
-            test_hparams=dict(lr=0.05, momentum=0.8, weight_decay=0.01),
-            # a fixed ρ biases SAM's fixed point by O(ρ): the convergence tests use a small one
-            convergence_hparams={"quadratic": {"lr": 0.1, "rho": 1e-3}, "rosenbrock": {"lr": 1e-3, "rho": 1e-4}},
             notes=notes,
             conventions=conventions,
         )
@@ -220,7 +217,8 @@ _register(
         "2010.01412",
         "#30",
     ),
-    {"rho": 0.05},
+    ("rho",),
+    {},
 )
 _register(
     "asam",
@@ -231,7 +229,8 @@ _register(
         2021,
         "2102.11600",
     ),
-    {"rho": 0.5, "adaptive": True, "eta": 0.01},
+    ("rho", "adaptive", "eta"),
+    {"rho": 0.5, "adaptive": True},
     notes="T = |w| + η on every parameter; the authors' code leaves non-'weight' parameters (biases) unnormalized.",
     conventions=(
         R.Convention(
@@ -248,7 +247,8 @@ _register(
     R.Paper(
         "Towards Understanding Sharpness-Aware Minimization", "Andriushchenko, Flammarion", 2022, "2206.06232", "#34"
     ),
-    {"rho": 0.05, "normalize": False},
+    ("rho", "normalize"),
+    {"normalize": False},
 )
 _register(
     "sam_on",
@@ -260,7 +260,8 @@ _register(
         "2306.04226",
         "#42",
     ),
-    {"rho": 0.5},
+    ("rho",),
+    {},
     notes=(
         "build the groups with norm_layer_param_groups(model) or pass the model itself (groups with perturb=False are "
         "not perturbed); defaults from the authors' train.py (rho=0.5, SGD lr=0.1, momentum=0.9, weight decay 5e-4); "

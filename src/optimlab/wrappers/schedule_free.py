@@ -152,24 +152,11 @@ R.register(
         paper=SF_PAPER,
         summary="schedule-free wrapper: the base optimizer steps z; the parameters interpolate z and its average",
         # the authors' recommended use: a base without momentum (AdamW with β₁ = 0), decay at y
-        defaults={
-            "base": "adamw",
-            "lr": 0.0025,
-            "betas": (0.0, 0.999),
-            "weight_decay": 0.0,
-            "momentum": 0.9,
-            "weight_decay_at_y": 0.0,
-            "r": 0.0,
-            "weight_lr_power": 2.0,
-        },
+        hparams="base lr betas weight_decay momentum weight_decay_at_y r weight_lr_power",
+        paper_defaults=dict(lr=0.0025, betas=(0.0, 0.999), weight_decay=0.0),
         search_space={"lr": R.LogUniform(1e-4, 1e-1), "weight_decay_at_y": R.LogUniform(1e-6, 1.0)},
         state_tensors=3,  # z (wrapper) + AdamW's two moments
         state_formula=_state_bytes,
-        dtypes=(torch.float32, torch.float64),
-        supports_complex=False,
-        reference="tests.reference.schedule_free:schedule_free_wrapper",
-        test_hparams=dict(lr=0.05, betas=(0.3, 0.95), eps=1e-6, weight_decay=0.02, weight_decay_at_y=0.05, r=0.5),
-        convergence_hparams={"quadratic": {"lr": 0.05}, "rosenbrock": {"lr": 0.02, "steps": 10000}},
         notes=(
             "As schedulefree.ScheduleFreeWrapper (memory-efficient form: z stored, x recovered from y and z); the "
             "averaging weight uses the group's lr (the package multiplies it by a D-Adaptation 'd' when the group "
