@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .. import registry as R
-from ..optim._rules import Range
+from ..optim import Range
 from ..optim.schedule_free import SF_PAPER
 from ._wrapper import WrapperOptimizer
 
