@@ -30,9 +30,15 @@ ENGAGE = {
     "soap": dict(precondition_frequency=3),
     # fp32 Newton-Schulz: the default bf16 iteration turns the all-reduce's 1e-8 rounding into ~7e-4 after 20 steps
     "muon": dict(ns_dtype="float32"),
+    # parameter-free: a first move large enough that their step sizes grow within the run
+    "dog": dict(reps_rel=1e-3),
+    "ldog": dict(reps_rel=1e-3),
+    "dowg": dict(reps_rel=1e-3),
+    "prodigy": dict(d0=1e-3),
+    "dadapt_adam": dict(d0=1e-3),
 }
 #: learning rates of the rules whose paper defaults are far from 1e-2 (Scion's lr·scale is its step length)
-LR = {"scion": None, "muon": None}
+LR = {name: None for name in ("scion", "muon", "dog", "ldog", "dowg", "prodigy", "dadapt_adam")}
 #: known differences from the single-process run (the test asserts they are still there)
 KNOWN = {
     "soap": "eigenbasis of a rank-deficient preconditioner is not unique: rounding differences in the all-reduced "
