@@ -49,6 +49,7 @@ def schedule_free_wrapper(param, grad, state, **hp):
     """The schedule-free wrapper: the base optimizer's own reference steps z with the gradient at y (the paper's
     Algorithm 1 with the base's rule in place of z's SGD step); decay λ at y: z ← z − lr·λ·y first."""
     import optimlab
+    from tests import optim_db
     from tests._harness import load_reference
 
     t = state.get("step", 0) + 1
@@ -60,7 +61,7 @@ def schedule_free_wrapper(param, grad, state, **hp):
     spec = optimlab.spec(hp["base"])
     base_hp = {**spec.defaults, **{k: v for k, v in hp.items() if k not in WRAPPER_OWN}}
     base_state = {k: v for k, v in state.items() if k not in ("x", "z", "weight_sum", "lr_max")}
-    z, base_new = load_reference(spec.reference)(z, grad, base_state, **base_hp)
+    z, base_new = load_reference(optim_db.info(hp["base"]).reference)(z, grad, base_state, **base_hp)
     lr_max = max(float(state.get("lr_max", torch.zeros(1))), lr)
     w = t ** hp["r"] * lr_max ** hp["weight_lr_power"]
     total = float(state.get("weight_sum", torch.zeros(1))) + w
