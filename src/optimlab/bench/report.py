@@ -57,7 +57,7 @@ def build(
     summary: dict[str, Any] = {
         "suite": suite,
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "store": _redact(result_store.url),
+        "store": result_store.display_url,
         "baseline": baseline,
         "n_runs": len(records),
         "workloads": [_workload_info(w, records) for w in wl_ids],
@@ -67,7 +67,9 @@ def build(
         "costs": {f"{a}|{w}": c for (a, w), c in costs.items()},
         "cost_env": next(iter(cost_table.values()))["env"] if cost_table else None,
         "environments": _environments(records),
+        "queue": result_store.queue_counts(prefix=f"{store.PREFIX}{suite}/"),
     }
+    summary["incomplete"] = summary["queue"].get("UNFINISHED", 0)
     baseline_times = None
     for ruleset in rulesets:
         sc = scoring.score(
