@@ -2,17 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from optimlab.bench import adapters, store, sweep, tuning, worker
 from optimlab.bench import workloads as W
-
-SRC = str(Path(__file__).resolve().parents[2] / "src")
-WORKLOADS = "quad_noisy,rosenbrock50,heavytail_linreg,deep_matfac"
-OPTIMIZERS = "adamw,sgd,adam"
-SEEDS = 2
-PLANNED = 4 * 3 * SEEDS
-BUDGET = 25.0  # smoke runs of 100 steps: long enough for the kill to land mid-sweep
 
 
 def test_tpe_studies_have_one_global_trial_budget(tmp_path):

@@ -386,9 +386,8 @@ def cmd_run(args) -> int:
     if args.ruleset == "tuned" and args.sampler == "tpe":
         if args.dry_run:
             n = len(wls) * len(handles) * args.studies * args.trials
-            print(
-                f"tpe: {n} runs at most ({len(wls)} workloads × {len(handles)} optimizers × {args.studies} × {args.trials})"
-            )
+            shape = f"{len(wls)} workloads × {len(handles)} optimizers × {args.studies} × {args.trials}"
+            print(f"tpe: {n} runs at most ({shape})")
             return 0
         result_store = _store(args)
         print(f"store: {result_store.display_url}", file=sys.stderr)

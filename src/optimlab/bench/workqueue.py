@@ -9,13 +9,14 @@ budget, whatever the number of workers; the sampler proposes a slot's hyperparam
 
 A worker claims a WAITING trial with a conditional update (``state = RUNNING where state = WAITING``; exactly one
 claimant sees one row changed, on every database) that also writes the trial's first heartbeat and the worker's
-host and pid (user attribute ``worker``), in one transaction; it then records Optuna's heartbeat every ``heartbeat`` seconds. :func:`finish` writes the result,
-provenance, parameters, objective value and the COMPLETE state in one transaction, and only while the trial is
-still RUNNING. :func:`reap_stale` turns a RUNNING trial whose heartbeat is older than the grace period (its worker
-was killed, or its machine lost) into FAIL and enqueues a WAITING copy of it, again in one transaction, up to
-``MAX_ATTEMPTS`` attempts (Optuna's ``RetryFailedTrialCallback`` does the same in two steps). Nothing is lost: a
-kill at any point leaves the run WAITING, RUNNING (then stale, then retried) or COMPLETE; nothing is duplicated:
-a late ``finish`` of a trial that was reaped is refused, and its copy is the one that counts.
+host and pid (user attribute ``worker``), in one transaction; it then records Optuna's heartbeat every
+``heartbeat`` seconds. :func:`finish` writes the result, provenance, parameters, objective value and the COMPLETE
+state in one transaction, and only while the trial is still RUNNING. :func:`reap_stale` turns a RUNNING trial
+whose heartbeat is older than the grace period (its worker was killed, or its machine lost) into FAIL and
+enqueues a WAITING copy of it, again in one transaction, up to ``MAX_ATTEMPTS`` attempts (Optuna's
+``RetryFailedTrialCallback`` does the same in two steps). Nothing is lost: a kill at any point leaves the run
+WAITING, RUNNING (then stale, then retried) or COMPLETE; nothing is duplicated: a late ``finish`` of a trial that
+was reaped is refused, and its copy is the one that counts.
 """
 
 from __future__ import annotations
