@@ -94,6 +94,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--force", action="store_true", help="re-measure pairs already in the table")
+    p.add_argument("--hparams", default="{}", help="JSON hyperparameters to measure at (default: paper defaults)")
     p.set_defaults(func=cmd_step_cost)
 
     p = sub.add_parser("report", help="write the HTML report, a Markdown leaderboard and a JSON summary")
@@ -470,6 +471,7 @@ def cmd_step_cost(args) -> int:
         threads=args.threads,
         force=args.force,
         progress=not args.no_progress,
+        hparams=json.loads(args.hparams or "{}"),
     )
     print(f"{'workload':18} {'optimizer':16} {'ms/step':>9}")
     for (a, w), c in sorted(table.items(), key=lambda kv: (kv[0][1], kv[0][0])):

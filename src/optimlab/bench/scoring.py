@@ -366,10 +366,11 @@ def _groups(rs: Sequence[Mapping[str, Any]], ruleset: str, value) -> list[list[f
 
 def _clock(cells: Cells, algorithms, workloads, ruleset, clock, cost, baseline, distances, r_max, n_boot):
     """Times, ratios, profile scores with CIs and rank intervals, win rates and speedups on one clock."""
-    runs = {
-        a: {w: _groups(cells[(a, w)], ruleset, lambda r: run_value(r, clock, cost.get(id(r)))) for w in workloads}
-        for a in algorithms
-    }
+
+    def value(r: Mapping[str, Any]) -> float:
+        return run_value(r, clock, cost.get(id(r)))
+
+    runs = {a: {w: _groups(cells.get((a, w), []), ruleset, value) for w in workloads} for a in algorithms}
     runs = {a: {w: g for w, g in per.items() if (a, w) in cells} for a, per in runs.items()}
     times = {a: {w: workload_time(g) for w, g in runs[a].items()} for a in algorithms}
     ratios = profile_ratios(times)
@@ -511,9 +512,10 @@ def score(
     """Everything the report shows for one ruleset, as plain JSON-able data (stages above; optimizers are named by
     :func:`variant`)."""
     recs = _select(records, ruleset, suite)
-    cells: Cells = defaultdict(list)
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in recs:
-        cells[(r["variant"], r["workload"])].append(r)
+        grouped[(r["variant"], r["workload"])].append(r)
+    cells: Cells = dict(grouped)
     algorithms = sorted({a for a, _ in cells})
     workloads = sorted({w for _, w in cells})
     cost, cost_source = _run_costs(cells, costs or {})
