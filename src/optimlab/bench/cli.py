@@ -174,10 +174,12 @@ def _existing_store(args):
     """The store if it exists (a dry run creates neither the results directory nor a database file)."""
     from pathlib import Path
 
+    from . import store
+
     url = _url(args, create=False)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
         return None
-    return _store(args)
+    return store.ResultStore(url, create=False)
 
 
 def _warn(message: str) -> None:
@@ -377,6 +379,10 @@ def cmd_run(args) -> int:
     _print_left_out(wls, handles)
     if args.budget is None:
         args.budget = DEFAULTS_BUDGET if args.ruleset == "defaults" else 1.0
+    if args.dry_run:
+        from . import datacache
+
+        datacache.WRITE = False  # a dry run writes no file
     if args.ruleset == "tuned":
         n = args.studies * args.trials
         print(

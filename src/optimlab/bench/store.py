@@ -115,7 +115,7 @@ def store_lock(url: str, name: str = "optimlab-bench") -> Iterator[None]:
         engine.dispose()
 
 
-def _open_storage(url: str, heartbeat: int) -> Any:
+def _open_storage(url: str, heartbeat: int, create: bool = True) -> Any:
     """Optuna's RDBStorage with heartbeats, its tables created under :func:`store_lock` (retried: a server that
     is still starting, or a writer holding SQLite's lock, is not a failure)."""
     optuna = _optuna()
@@ -126,13 +126,14 @@ def _open_storage(url: str, heartbeat: int) -> Any:
         engine_kwargs = {"pool_pre_ping": True}
     for attempt in range(5):
         try:
-            with store_lock(url), warnings.catch_warnings():
+            with store_lock(url) if create else contextlib.nullcontext(), warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(
                     url,
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=heartbeat,
                     grace_period=GRACE_FACTOR * heartbeat,
+                    skip_table_creation=not create,
                 )
         except ImportError as exc:
             raise RuntimeError(
@@ -149,10 +150,11 @@ def _open_storage(url: str, heartbeat: int) -> Any:
 class ResultStore:
     """Thin wrapper around an Optuna RDB storage holding benchmark runs, the work queue and step costs."""
 
-    def __init__(self, url: str, *, heartbeat: int = HEARTBEAT_S) -> None:
+    def __init__(self, url: str, *, heartbeat: int = HEARTBEAT_S, create: bool = True) -> None:
+        """``create=False``: an existing store, read without creating tables or lock files (dry runs)."""
         self.url = url
         self.heartbeat = int(heartbeat)
-        self.storage = _open_storage(url, self.heartbeat)
+        self.storage = _open_storage(url, self.heartbeat, create)
         self._studies: dict[str, Any] = {}
 
     @property

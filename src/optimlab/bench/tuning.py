@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import registry as R
-from . import adapters, runner
+from . import adapters, datacache, runner
 from . import workloads as W
 
 RULESETS = ("defaults", "tuned")
@@ -148,7 +148,7 @@ def _base_meta(
         "ruleset": ruleset,
         "workload": workload.id,
         "workload_hash": workload.code_hash(),
-        "data_hash": workload.data_hash(smoke),
+        "data_hash": datacache.data_hash(workload, smoke),
         "algorithm": handle.id,
         "library": handle.library,
         "library_version": handle.library_version,
