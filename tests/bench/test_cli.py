@@ -114,7 +114,10 @@ def test_worker_command_drains_a_queue(tmp_path, capsys):
     version, smoke, _ = W.suite("smoke")
     cells = tuning.plan_defaults(version, [W.get("quad_noisy")], adapters.resolve_many("sgd"), seeds=2, smoke=smoke)
     rs = store.ResultStore(url)
-    workqueue.enqueue(rs, [sweep.job_of(c) for c in cells])
+    workqueue.enqueue(rs, [sweep.job_of(c) for c in cells[:1]])
+    argv = ["run", "--suite", "smoke", "--optimizers", "sgd", "--workloads", "quad_noisy", "--seeds", "2"]
+    assert cli.main([*argv, "--storage", url, "--enqueue-only"]) == 0  # enqueues the other one only
+    assert "2 runs planned, 0 already in the store, 1 enqueued" in capsys.readouterr().out
     assert cli.main(["worker", "--storage", url, "--no-progress"]) == 0
     assert "worker: 2 runs" in capsys.readouterr().out
     assert {c.key for c in cells} == set(rs.completed(cells[0].study_name))

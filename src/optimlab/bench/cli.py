@@ -75,6 +75,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=DEFAULT_JOBS, help="worker processes; --threads is split between them")
     p.add_argument("--retry-errors", action="store_true", help="rerun runs that ended with status error")
     p.add_argument("--dry-run", action="store_true", help="print the plan and a time estimate; write nothing")
+    p.add_argument(
+        "--enqueue-only", action="store_true", help="enqueue the planned runs and exit (workers run them: bench worker)"
+    )
     _heartbeat_arg(p)
     p.set_defaults(func=cmd_run)
     _RUN_DEFAULTS.update({a.dest: a.default for a in p._actions})
@@ -398,6 +401,23 @@ def cmd_run(args) -> int:
             return 0
         result_store = _store(args)
         print(f"store: {result_store.display_url}", file=sys.stderr)
+        if args.enqueue_only:
+            from . import workqueue
+
+            entries = sweep.tpe_slots(
+                version,
+                wls,
+                handles,
+                trials=args.trials,
+                studies=args.studies,
+                smoke=smoke,
+                fixed=hparams,
+                tune_schedule=args.tune_schedule,
+                budget_factor=args.budget,
+                budget_unit=args.budget_unit,
+            )
+            print(f"{len(entries)} TPE slots, {workqueue.enqueue(result_store, entries)} enqueued")
+            return 0
         summary = sweep.run_tpe(
             result_store,
             version,
@@ -424,6 +444,13 @@ def cmd_run(args) -> int:
         return _dry_run(args, version, cells, jobs)
     result_store = _store(args)
     print(f"store: {result_store.display_url}", file=sys.stderr)
+    if args.enqueue_only:
+        from . import workqueue
+
+        todo = sweep.pending_cells(result_store, cells, args.retry_errors)
+        n = workqueue.enqueue(result_store, [sweep.job_of(c) for c in todo])
+        print(f"{len(cells)} runs planned, {len(cells) - len(todo)} already in the store, {n} enqueued")
+        return 0
     summary = sweep.run_cells(
         result_store,
         cells,
