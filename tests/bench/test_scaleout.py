@@ -165,8 +165,19 @@ def test_sqlite_two_workers_one_killed_store_every_run_once(tmp_path):
     _scale_out(f"sqlite:///{tmp_path / 'bench.sqlite3'}", 2)
 
 
+def _age_heartbeats(db: Path) -> None:
+    """Make every heartbeat an hour old (as if the workers had died an hour ago)."""
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    con.execute("UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, '-1 hour')")
+    con.commit()
+    con.close()
+
+
 def test_enqueue_is_idempotent_and_claims_are_exclusive(tmp_path):
-    rs = store.ResultStore(f"sqlite:///{tmp_path / 'q.sqlite3'}", heartbeat=1)
+    db = tmp_path / "q.sqlite3"
+    rs = store.ResultStore(f"sqlite:///{db}", heartbeat=1)
     version, smoke, _ = W.suite("smoke")
     cells = tuning.plan_defaults(version, [W.get("quad_noisy")], adapters.resolve_many("sgd"), seeds=3, smoke=smoke)
     from optimlab.bench import sweep
@@ -177,7 +188,8 @@ def test_enqueue_is_idempotent_and_claims_are_exclusive(tmp_path):
     claimed = [workqueue.claim(rs, ids) for _ in range(4)]
     assert claimed[3] is None and len(set(claimed[:3])) == 3
     # a claimed run whose heartbeat stops is reaped (FAIL) and requeued once, in one transaction
-    time.sleep(5.2)
+    assert workqueue.reap_stale(rs, ids) == 0  # fresh heartbeats
+    _age_heartbeats(db)
     assert workqueue.reap_stale(rs, ids) == 3
     assert workqueue.count(rs, ids, "FAIL") == 3 and workqueue.count(rs, ids, "WAITING") == 3
     assert workqueue.enqueue(rs, jobs) == 0  # the retries are the queued runs
@@ -187,6 +199,25 @@ def test_enqueue_is_idempotent_and_claims_are_exclusive(tmp_path):
     retry = workqueue.claim(rs, ids)
     attrs = rs.storage.get_trial(retry).user_attrs
     assert attrs["attempt"] == 2 and attrs["retry_of"] in claimed and attrs["key"] in {c.key for c in cells}
+
+
+def test_a_run_that_kills_its_worker_every_time_gives_up_after_max_attempts(tmp_path):
+    db = tmp_path / "g.sqlite3"
+    rs = store.ResultStore(f"sqlite:///{db}", heartbeat=1)
+    version, smoke, _ = W.suite("smoke")
+    from optimlab.bench import sweep
+
+    cell = tuning.plan_defaults(version, [W.get("quad_noisy")], adapters.resolve_many("sgd"), seeds=1, smoke=smoke)[0]
+    workqueue.enqueue(rs, [sweep.job_of(cell)])
+    ids = list(rs.study_ids().values())
+    for attempt in range(1, workqueue.MAX_ATTEMPTS + 1):
+        tid = workqueue.claim(rs, ids)
+        assert tid is not None and rs.storage.get_trial(tid).user_attrs.get("attempt", 1) == attempt
+        _age_heartbeats(db)  # its worker died
+        assert workqueue.reap_stale(rs, ids) == 1
+    assert workqueue.claim(rs, ids) is None
+    assert workqueue.count(rs, ids, "FAIL") == workqueue.MAX_ATTEMPTS
+    assert rs.queue_counts()["UNFINISHED"] == 1  # the report's banner counts it
 
 
 def test_password_is_masked():

@@ -127,25 +127,30 @@ def execute(
 
 
 def _execute_pool(result_store: store.ResultStore, names: Sequence[str], threads: int, jobs: int, bar) -> None:
+    """``jobs`` worker processes; one that dies (a segfault, the OOM killer) is replaced while runs remain — its run
+    goes stale and is retried (up to ``workqueue.MAX_ATTEMPTS``), so one crashing optimizer cannot stop a sweep."""
     ctx = multiprocessing.get_context("spawn")
     per_job = max(1, threads // jobs)
-    procs = [
-        ctx.Process(
-            target=worker.local_worker,
-            args=(result_store.url, result_store.heartbeat, list(names), per_job, os.getpid()),
-            daemon=False,
-        )
-        for _ in range(jobs)
-    ]
-    for p in procs:
+    args = (result_store.url, result_store.heartbeat, list(names), per_job, os.getpid())
+
+    def spawn():
+        p = ctx.Process(target=worker.local_worker, args=args, daemon=False)
         p.start()
+        return p
+
+    procs = [spawn() for _ in range(jobs)]
     ids = [i for n, i in result_store.study_ids().items() if n in set(names)]
+    respawns = 4 * jobs * workqueue.MAX_ATTEMPTS
     start = bar.n if bar is not None else 0
     try:
         while any(p.is_alive() for p in procs):
             time.sleep(1.0)
+            left = workqueue.count(result_store, ids, "WAITING") + workqueue.count(result_store, ids, "RUNNING")
+            for i, p in enumerate(procs):
+                if not p.is_alive() and p.exitcode not in (0, None) and left and respawns > 0:
+                    respawns -= 1
+                    procs[i] = spawn()
             if bar is not None:
-                left = workqueue.count(result_store, ids, "WAITING") + workqueue.count(result_store, ids, "RUNNING")
                 bar.update(max(0, start + bar.total - left - bar.n))
                 running = workqueue.running_meta(result_store, ids)
                 bar.set_description_str(" | ".join(_label(m) for m in running[:jobs]) or "waiting")
