@@ -19,6 +19,11 @@ from .report import CLOCK_NAMES, _workload_order, leaderboard_rows, outcome_cell
 _NO_TABLE = "none — T uses each run's own amortized step time"
 
 
+def _gave_up(summary: Mapping[str, Any]) -> int:
+    q = summary.get("queue", {})
+    return max(0, summary.get("incomplete", 0) - q.get("WAITING", 0) - q.get("RUNNING", 0))
+
+
 def _head(summary: Mapping[str, Any]) -> list[str]:
     suite = summary["suite"]
     parts = [
@@ -30,7 +35,8 @@ def _head(summary: Mapping[str, Any]) -> list[str]:
         q = summary.get("queue", {})
         parts.append(
             f"<p class='banner' id='incomplete'>Unfinished sweep: {summary['incomplete']} planned runs have no result "
-            f"({q.get('WAITING', 0)} waiting, {q.get('RUNNING', 0)} running, the rest failed after every retry). "
+            f"({q.get('WAITING', 0)} waiting, {q.get('RUNNING', 0)} running, {_gave_up(summary)} failed after every "
+            "retry). "
             "Everything below covers the finished runs only.</p>"
         )
     if "provisional" in suite:

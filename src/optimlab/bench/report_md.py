@@ -19,7 +19,8 @@ def _header(summary: Mapping[str, Any]) -> list[str]:
         q = summary.get("queue", {})
         lines += [
             f"> **Unfinished sweep:** {summary['incomplete']} planned runs have no result "
-            f"({q.get('WAITING', 0)} waiting, {q.get('RUNNING', 0)} running, failed after every retry: the rest). "
+            f"({q.get('WAITING', 0)} waiting, {q.get('RUNNING', 0)} running, "
+            f"{summary['incomplete'] - q.get('WAITING', 0) - q.get('RUNNING', 0)} failed after every retry). "
             "Rankings cover the finished runs only.",
             "",
         ]
