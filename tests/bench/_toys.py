@@ -76,14 +76,3 @@ def handle(cls, name: str) -> AlgorithmHandle:
         source_hash=name,
         typed_groups=True,
     )
-
-
-def crash_on_seed_1(spec):
-    """A stand-in for a trial function whose worker process dies on one cell (seed 1)."""
-    import os
-
-    from optimlab.bench import runner
-
-    if spec.seed == 1:
-        os._exit(3)
-    return runner.TrialResult(status="miss", max_steps=1, steps=1).to_dict()

@@ -73,3 +73,51 @@ def test_calibrate_smoke(tmp_path, capsys):
     assert cnn["step_hint"] == 12 and cnn["max_steps"] == 20  # smoke: 4 steps × 5, hint = max / 1.5
     for p in proposals.values():
         assert p["optimizer"] in ("adamw", "sgd_nesterov") and len(p["per_seed_by_hint"]) == 2
+
+
+def test_dry_run_writes_nothing_and_estimates_time(tmp_path, capsys):
+    results = tmp_path / "runs"
+    argv = ["run", "--suite", "smoke", "--optimizers", "adamw,sgd", "--workloads", "quad_noisy", "--seeds", "2"]
+    assert cli.main([*argv, "--results", str(results), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "4 runs planned, 0 already" in out and "estimate:" in out and "quad_noisy" in out
+    assert not results.exists()  # no directory, no database
+    # with a step-cost table in the store, the estimate is a number of minutes
+    from optimlab.bench import adapters, stepcost, store
+    from optimlab.bench import workloads as W
+
+    rs = store.ResultStore(store.default_storage_url(results))
+    version, _, _ = W.suite("smoke")
+    handles = adapters.resolve_many("adamw,sgd")
+    stepcost.run_step_costs(rs, version, [W.get("quad_noisy")], handles, warmup=1, steps=2, repeats=1, smoke=True)
+    capsys.readouterr()
+    assert cli.main([*argv, "--results", str(results), "--dry-run"]) == 0
+    assert "min with 2 worker(s)" in capsys.readouterr().out
+
+
+def test_flags_without_effect_warn(tmp_path, capsys):
+    base = ["run", "--suite", "smoke", "--optimizers", "sgd", "--workloads", "quad_noisy", "--results", str(tmp_path)]
+    assert cli.main([*base, "--trials", "7", "--sampler", "tpe", "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "--trials has no effect with --ruleset defaults" in err and "--sampler has no effect" in err
+    assert cli.main([*base, "--ruleset", "tuned", "--seeds", "5", "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "--seeds has no effect with --ruleset tuned" in err
+    assert "3 studies × 5 trials = 15 runs per (optimizer, workload)" in err  # the studies multiply --trials
+
+
+def test_worker_command_drains_a_queue(tmp_path, capsys):
+    from optimlab.bench import adapters, store, sweep, tuning, workqueue
+    from optimlab.bench import workloads as W
+
+    url = f"sqlite:///{tmp_path / 'q.sqlite3'}"
+    version, smoke, _ = W.suite("smoke")
+    cells = tuning.plan_defaults(version, [W.get("quad_noisy")], adapters.resolve_many("sgd"), seeds=2, smoke=smoke)
+    rs = store.ResultStore(url)
+    workqueue.enqueue(rs, [sweep.job_of(c) for c in cells[:1]])
+    argv = ["run", "--suite", "smoke", "--optimizers", "sgd", "--workloads", "quad_noisy", "--seeds", "2"]
+    assert cli.main([*argv, "--storage", url, "--enqueue-only"]) == 0  # enqueues the other one only
+    assert "2 runs planned, 0 already in the store, 1 enqueued" in capsys.readouterr().out
+    assert cli.main(["worker", "--storage", url, "--no-progress"]) == 0
+    assert "worker: 2 runs" in capsys.readouterr().out
+    assert {c.key for c in cells} == set(rs.completed(cells[0].study_name))

@@ -25,8 +25,10 @@ def filled_store(tmp_path_factory):
     version, smoke, _ = W.suite("smoke")
     wls = [W.get(w) for w in WORKLOADS]
     handles = adapters.resolve_many("adamw,sgd")
-    cells = tuning.plan_defaults(version, wls, handles, seeds=2, smoke=smoke, budget_factor=10)
-    cells += tuning.plan_quasirandom(version, wls, handles, trials=2, studies=1, smoke=smoke, budget_factor=10)
+    cells = tuning.plan_defaults(version, wls, handles, seeds=2, smoke=smoke)
+    cells += tuning.plan_quasirandom(version, wls, handles, trials=2, studies=1, smoke=smoke)
+    # a run with an override is a named variant, never pooled with the paper defaults
+    cells += tuning.plan_defaults(version, wls[:1], handles[:1], seeds=1, smoke=smoke, hparams={"lr": 3e-3})
     sweep.run_cells(rs, cells, threads=1, progress=False)
     stepcost.run_step_costs(rs, version, wls, handles, warmup=1, steps=3, repeats=1, smoke=True, progress=False)
     return rs, version, path
@@ -38,11 +40,15 @@ def test_summary_and_markdown(filled_store):
     assert set(summary["rulesets"]) == {"defaults", "tuned"}
     assert summary["cost_machine"] and len(summary["costs"]) == 6
     d = summary["rulesets"]["defaults"]
-    assert d["algorithms"] == ["adamw", "sgd"] and d["workloads"] == sorted(WORKLOADS)
-    assert all(src == "step-cost table" for row in d["cost_source"].values() for src in row.values())
+    assert d["algorithms"] == ["adamw", "adamw[lr=0.003]", "sgd"] and d["workloads"] == sorted(WORKLOADS)
+    assert all(src == "step-cost table" for a in ("adamw", "sgd") for src in d["cost_source"][a].values())
+    assert d["cost_source"]["adamw[lr=0.003]"]["quad_noisy"].startswith(
+        "measured in runs"
+    )  # not at the table's hparams
+    assert set(d["winners"]) == set(WORKLOADS) and summary["incomplete"] == 0
     assert d["stats"]["adamw"]["runs"] == 6
     md = report.render_markdown(summary)
-    assert "| 1 |" in md and "adamw" in md and "sgd" in md and "`defaults`" in md
+    assert "| 1–" in md and "adamw" in md and "sgd" in md and "`defaults`" in md
     assert all(f"| {w} | " in md for w in WORKLOADS)  # the per-workload outcome table
     assert sum(o["runs"] for o in d["outcomes"]["adamw"].values()) == 6
     report.write_json(summary, str(path / "summary.json"))
@@ -64,7 +70,7 @@ def test_outcomes_count_statuses_and_take_medians_over_finished_runs():
     o = report.outcomes(records, "defaults")["a"]["w"]
     assert (o["runs"], o["hits"], o["diverged"], o["errors"]) == (5, 2, 1, 1)
     assert o["median_best"] == 0.2 and o["median_steps_to_target"] == 50
-    assert report._outcome_cell(o) == "2/5 hit · best 0.2 · 50 steps · 1 diverged · 1 errors"
+    assert report.outcome_cell(o) == "2/5 hit · best 0.2 · 50 steps · 1 diverged · 1 errors"
 
 
 def test_html_is_self_contained(filled_store):
@@ -75,6 +81,27 @@ def test_html_is_self_contained(filled_store):
     assert html.count("<svg") >= 2 * (3 + len(WORKLOADS))  # 3 profiles + one curve panel per workload, per ruleset
     assert 'id="leaderboard-table-defaults"' in html and 'id="leaderboard-table-tuned"' in html
     assert "Environment and provenance" in html and "Memory" in html
+    # which optimizer for which problem: winners, winning hyperparameters (with downloads), outcomes, seed curves
+    for tid in ("winners-table", "hparams-table", "outcomes-table"):
+        assert f'id="{tid}-defaults"' in html and f'id="{tid}-tuned"' in html
+    assert 'download="winning-hparams-tuned.json" href="data:application/json;base64,' in html
+    assert 'download="winning-hparams-defaults.csv" href="data:text/csv;base64,' in html
+    assert 'stroke-width="0.8"' in html  # individual runs beside the median
+    assert "Unfinished sweep" not in html
+
+
+def test_unfinished_sweep_shows_a_banner(tmp_path):
+    from optimlab.bench import workqueue
+
+    rs = store.ResultStore(f"sqlite:///{tmp_path / 'u.sqlite3'}")
+    version, smoke, _ = W.suite("smoke")
+    cells = tuning.plan_defaults(version, [W.get("quad_noisy")], adapters.resolve_many("sgd"), seeds=2, smoke=smoke)
+    sweep.run_cells(rs, cells[:1], threads=1, progress=False)
+    workqueue.enqueue(rs, [sweep.job_of(cells[1])])  # planned, never run
+    summary = report.build(rs, suite=version, n_boot=10)
+    assert summary["incomplete"] == 1 and summary["queue"]["WAITING"] == 1
+    assert "Unfinished sweep: 1 planned runs" in report.render_html(summary)
+    assert "Unfinished sweep" in report.render_markdown(summary)
 
 
 def _chromium(path) -> tuple[str, list[str]]:
@@ -114,3 +141,4 @@ def test_report_in_headless_chromium(filled_store, tmp_path):
     assert 'data-ready="1"' in dom  # the page's script ran to completion
     assert 'id="leaderboard-table-defaults"' in dom and '<td class="l">adamw</td>' in dom
     assert dom.count("<svg") >= 2 * (3 + len(WORKLOADS)) and "<polyline" in dom
+    assert 'id="winners-table-defaults"' in dom and 'id="outcomes-table-tuned"' in dom

@@ -67,13 +67,15 @@ def test_win_rates_with_ties():
     assert w["a"]["b"] + w["b"]["a"] == pytest.approx(1.0)
 
 
-def test_geomean_speedup_counts_a_miss_as_its_cap():
-    times = {"adamw": {"w1": 100.0, "w2": 400.0}, "x": {"w1": 50.0, "w2": INF}}
-    caps = {"adamw": {"w1": 1001.0, "w2": 1001.0}, "x": {"w1": 1001.0, "w2": 1001.0}}
-    sp = S.geomean_speedup(times, "adamw", caps)
-    assert sp["adamw"] == pytest.approx(1.0)
-    assert sp["x"] == pytest.approx(math.sqrt((100 / 50) * (400 / 1001)))
-    assert S.geomean_speedup(times, "missing", caps) == {}
+def test_geomean_speedup_is_over_workloads_both_reach_with_the_miss_count_beside():
+    times = {"adamw": {"w1": 100.0, "w2": 400.0}, "x": {"w1": 50.0, "w2": INF}, "never": {"w1": INF, "w2": INF}}
+    sp = S.geomean_speedup(times, "adamw")
+    assert sp["adamw"]["speedup"] == pytest.approx(1.0)
+    assert sp["x"] == {"speedup": pytest.approx(2.0), "both": 1, "misses": 1, "only": 0}
+    # an optimizer that never reaches the target earns no speedup (the old rule charged its misses as
+    # (max_steps + 1) × its own step cost and could print 1.63× at a 0% hit rate)
+    assert sp["never"] == {"speedup": None, "both": 0, "misses": 2, "only": 0}
+    assert S.geomean_speedup(times, "missing") == {}
 
 
 def test_bootstrap_is_deterministic_and_brackets_clear_cases():
@@ -106,6 +108,7 @@ def test_mann_whitney_one_sided():
 def _rec(alg, wl, seed, status, s=None, grads=None, hvps=0, steps=100, train_time=1.0, ruleset="defaults", **kw):
     return {
         "suite": "t",
+        "budget_unit": "grads",
         "ruleset": ruleset,
         "workload": wl,
         "algorithm": alg,
@@ -202,3 +205,94 @@ def test_calibration_helpers():
     assert C.best_by(rec, w, 200) == 0.8 and C.first_hit(rec, w, 0.75) == 200 and C.first_hit(rec, w, 0.95) == INF
     assert C.step_hint_for(w) == w.budget.max_steps * 2 // 3 // w.budget.eval_every * w.budget.eval_every
     assert C.target_kind(W.get("rosenbrock50")) == "precision" and C.target_kind(w) == "calibrated"
+
+
+# ---------------------------------------------------------------------------------------------- honest scores
+def _hit_or_miss(alg, wl, seed, steps=None, best=None, **kw):
+    r = _rec(alg, wl, seed, "hit" if steps else "miss", steps, **kw)
+    r.update(target=1e-3, higher_is_better=False, best_metric=best if best is not None else (1e-3 if steps else 1.0))
+    return r
+
+
+def test_score_speedup_of_an_optimizer_that_never_hits_is_none():
+    recs = [_hit_or_miss("adamw", w, s, 100) for w in ("w1", "w2") for s in range(3)]
+    recs += [_hit_or_miss("lion", w, s) for w in ("w1", "w2") for s in range(3)]
+    out = S.score(recs, ruleset="defaults", n_boot=0)
+    for clock in S.CLOCKS:
+        assert out["clocks"][clock]["speedup"]["lion"] is None
+        assert out["clocks"][clock]["speedup_detail"]["lion"]["misses"] == 2
+
+
+def test_runs_with_overrides_are_named_variants_not_pooled_with_the_defaults():
+    recs = [_hit_or_miss("adamw", "w1", s, 100) for s in range(3)]
+    recs += [{**_hit_or_miss("adamw", "w1", s, 10), "overrides": {"lr": 0.003}, "trial_id": 10 + s} for s in range(3)]
+    recs += [{**_hit_or_miss("adamw", "w1", s, 20), "budget_factor": 3.0, "trial_id": 20 + s} for s in range(3)]
+    recs += [{**_hit_or_miss("adamw", "w1", s, 30), "budget_unit": "steps", "trial_id": 30 + s} for s in range(3)]
+    out = S.score(recs, ruleset="defaults", n_boot=0)
+    assert out["algorithms"] == ["adamw", "adamw[budget×3]", "adamw[lr=0.003]", "adamw[steps budget]"]
+    assert out["clocks"]["S"]["times"]["adamw"]["w1"] == 100.0
+    assert out["clocks"]["S"]["times"]["adamw[lr=0.003]"]["w1"] == 10.0
+
+
+def test_a_later_tuned_sweep_does_not_replace_an_earlier_one_of_another_configuration():
+    base = dict(ruleset="tuned", study=0, trial=0)
+    first = {**_hit_or_miss("adamw", "w1", 0, 50, **base), "overrides": {"lr": 1e-3}, "fixed": {}}
+    second = {**_hit_or_miss("adamw", "w1", 0, 70, **base), "overrides": {"lr": 2e-3, "weight_decay": 0.0}}
+    second.update(fixed={"weight_decay": 0.0}, trial_id=5)
+    out = S.score([first, second], ruleset="tuned", n_boot=0)
+    assert out["algorithms"] == ["adamw", "adamw[weight_decay=0]"]
+
+
+def test_step_cost_is_the_table_at_the_runs_hyperparameters_else_the_runs_amortized_cost():
+    # a method with a costly refresh every 10th step: 9 steps of 1 ms and one of 10 ms; the amortized cost is
+    # 1.9 ms/step, the median of single steps 1 ms
+    times = [0.001] * 9 + [0.010]
+    assert S.amortized(times) == pytest.approx(0.0019)
+    r0 = {**_hit_or_miss("sophia_h", "w1", 0, 100), "train_time": 100 * 0.0019, "steps": 100}
+    r1 = {**_hit_or_miss("sophia_h", "w1", 1, 100), "overrides": {"lr": 0.1}, "train_time": 0.5, "steps": 100}
+    r1["trial_id"] = 1
+    costs = {("sophia_h", "w1"): 0.001, ("sophia_h", "w1", S.hparams_key({"lr": 0.1})): 0.004}
+    out = S.score([r0], ruleset="defaults", costs=costs, n_boot=0)
+    assert out["clocks"]["T"]["times"]["sophia_h"]["w1"] == pytest.approx(0.1)  # the table, default hparams
+    out = S.score([r1], ruleset="defaults", costs=costs, n_boot=0)
+    assert out["clocks"]["T"]["times"]["sophia_h[lr=0.1]"]["w1"] == pytest.approx(0.4)  # the table at lr=0.1
+    out = S.score([r1], ruleset="defaults", costs={("sophia_h", "w1"): 0.001}, n_boot=0)
+    assert out["clocks"]["T"]["times"]["sophia_h[lr=0.1]"]["w1"] == pytest.approx(0.5)  # its own amortized cost
+    assert out["cost_source"]["sophia_h[lr=0.1]"]["w1"].startswith("measured in runs")
+
+
+def test_miss_distance_separates_ties_at_infinity_and_ranks_have_intervals():
+    assert S.miss_distance(1e-2, 1e-3, False) == pytest.approx(1.0)
+    assert S.miss_distance(0.72, 0.82, True) == pytest.approx(math.log10(0.28 / 0.18))
+    assert S.miss_distance(0.9, 0.82, True) == 0.0
+    recs = [_hit_or_miss("near", w, s, best=2e-3) for w in ("w1", "w2") for s in range(3)]
+    recs += [_hit_or_miss("far", w, s, best=1.0) for w in ("w1", "w2") for s in range(3)]
+    out = S.score(recs, ruleset="defaults", n_boot=200)
+    assert out["clocks"]["G"]["scores"] == {"far": 0.0, "near": 0.0}  # every cell is ∞: the profile ties
+    assert out["distances"]["near"]["w1"] == pytest.approx(math.log10(2)) and out["distances"]["far"]["w1"] == 3.0
+    assert out["clocks"]["G"]["rank_ci"] == {"near": (1, 1), "far": (2, 2)}  # separated by the miss distance
+    near = out["distances"]["near"]["w1"]
+    assert out["winners"]["w1"] == {"winner": "near", "reached": False, "ties": [], "time": None, "distance": near}
+
+
+def test_winners_show_statistical_ties():
+    recs = [_hit_or_miss("a", "w1", s, st) for s, st in enumerate((10, 11, 12))]
+    recs += [_hit_or_miss("b", "w1", s, st) for s, st in enumerate((11, 12, 13))]  # not shown slower with 3 seeds
+    recs += [_hit_or_miss("c", "w1", s) for s in range(3)]
+    w = S.score(recs, ruleset="defaults", n_boot=0)["winners"]["w1"]
+    assert w["winner"] == "a" and w["ties"] == ["b"] and w["reached"]
+
+
+def test_tuned_comparisons_use_one_value_per_study_with_holm_correction():
+    recs = []
+    for alg, base in (("adamw", 100), ("x", 10)):
+        for study in range(3):
+            for trial in range(5):
+                recs.append(_hit_or_miss(alg, "w1", study, base + trial, ruleset="tuned", study=study, trial=trial))
+    out = S.score(recs, ruleset="tuned", n_boot=0)
+    t = out["tests_vs_baseline"]["x"]["w1"]
+    # 3 study minima against 3: the smallest one-sided p a rank test can give with 3 vs 3 (pooled trials,
+    # 15 vs 15, would claim far more certainty)
+    assert t["p"] == pytest.approx(S.mann_whitney_less([10.0] * 3, [100.0] * 3)) and t["p"] > 0.01
+    assert t["p_holm"] >= t["p"]
+    assert S.holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})

@@ -72,11 +72,18 @@ def test_sophia_g_is_fed_logits_and_its_sampled_label_backward_counts():
     hessians = [opt.state[p]["hessian"] for p in params]
     assert all(bool(torch.isfinite(x).all()) for x in hessians) and sum(float(x.sum()) for x in hessians) > 0
     assert all(not torch.equal(b, p.detach()) for b, p in zip(before, params))
-    # the runner counts the same way: 4 steps + 2 refreshes
-    result = runner.run_trial(runner.TrialSpec("sophia_g", "grok_modadd", smoke=True, hparams={"update_period": 2}))
+    # the runner counts the same way: 4 steps + 2 refreshes (with a budget of 4 steps)
+    hp = {"update_period": 2}
+    spec = runner.TrialSpec("sophia_g", "grok_modadd", smoke=True, hparams=hp, budget_unit="steps")
+    result = runner.run_trial(spec)
     _check(result, "grok_modadd")
     assert (result.steps, result.grad_evals, result.hvp_evals) == (4, 6, 0)
     assert result.curve["grad_evals"] == [0, 3, 6]  # evaluations at steps 0, 2, 4
+    # with the equal-compute budget (4 gradient evaluations, the default) the refreshes are paid for: the run
+    # stops at the first step that reaches it — 3 steps, 5 gradients — and evaluates every 2 gradient-equivalents
+    result = runner.run_trial(runner.TrialSpec("sophia_g", "grok_modadd", smoke=True, hparams=hp))
+    assert (result.steps, result.grad_evals, result.budget_unit) == (3, 5, "grads")
+    assert result.curve["grad_evals"] == [0, 2, 5]
 
 
 def test_sophia_g_on_a_workload_without_logits_is_not_applicable():
@@ -101,6 +108,21 @@ def test_closure_and_hvp_paths(workload):
     _check(hut, workload)
     assert hut.grad_evals == hut.steps
     assert hut.hvp_evals == hut.steps  # one torch.autograd.grad call per step, counted; the closure's are not
+
+
+def test_equal_compute_budget_gives_sam_half_the_steps_and_charges_hvps():
+    """The default budget counts gradient-equivalents (HVP = 2): with a smoke budget of 4, AdamW takes 4 steps,
+    SAM 2 (two gradients each) and a one-HVP-per-step method 2 (1 + 2 each, the second step crossing the budget);
+    ``budget_unit="steps"`` gives each 4 steps. The LR schedule follows the same clock."""
+    sam_h, hvp_h = handle(ToySAM, "toy_sam"), handle(ToyHutchinson, "toy_hvp")
+    adamw = runner.run_trial(runner.TrialSpec("adamw", "quad_noisy", smoke=True))
+    sam = runner.run_trial(runner.TrialSpec("toy_sam", "quad_noisy", smoke=True), handle=sam_h)
+    hvp = runner.run_trial(runner.TrialSpec("toy_hvp", "quad_noisy", smoke=True), handle=hvp_h)
+    assert (adamw.steps, sam.steps, hvp.steps) == (4, 2, 2)
+    assert (sam.grad_evals, hvp.grad_evals + 2 * hvp.hvp_evals) == (4, 6)
+    steps = runner.run_trial(runner.TrialSpec("toy_sam", "quad_noisy", smoke=True, budget_unit="steps"), handle=sam_h)
+    assert (steps.steps, steps.grad_evals, steps.budget_unit) == (4, 8, "steps")
+    assert runner.lr_factor(2, 4, "linear", 0.0, 1.0) == 0.5  # SAM's 2nd step starts at 2 of 4 gradient-equivalents
 
 
 def test_foreign_closure_optimizer_counts_every_evaluation():

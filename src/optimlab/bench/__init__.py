@@ -10,14 +10,21 @@ Modules (one idea each):
   divergence, status (hit / miss / diverged / error), memory; which pairs are not applicable (Sophia-G needs a
   cross-entropy of logits);
 * :mod:`~optimlab.bench.tuning` — rulesets (``defaults``, ``tuned``), search spaces, Halton points, cache keys;
-* :mod:`~optimlab.bench.sweep` — executing a plan against the store (resumable, kill-safe, progress bars);
-* :mod:`~optimlab.bench.store` — the Optuna RDB results store (SQLite file or any SQLAlchemy URL);
-* :mod:`~optimlab.bench.stepcost` — the per-step cost microbenchmark behind the modelled time T;
-* :mod:`~optimlab.bench.scoring` — S/G/T clocks, performance profiles, bootstrap CIs, win rates, speedups;
-* :mod:`~optimlab.bench.report` / :mod:`~optimlab.bench.svg` — the self-contained HTML report, Markdown, JSON;
+  :mod:`~optimlab.bench.datacache` — the per-user cache of workload data hashes used when planning;
+* :mod:`~optimlab.bench.store` — the Optuna RDB results store (SQLite file or any SQLAlchemy URL), store-wide lock;
+* :mod:`~optimlab.bench.workqueue` — the store's trials as the work queue (enqueue once, atomic claim,
+  heartbeats, stale runs retried, results in one transaction); :mod:`~optimlab.bench.worker` — the worker loop
+  (``optimlab bench worker``); :mod:`~optimlab.bench.sweep` — a sweep: enqueue, local workers, progress;
+* :mod:`~optimlab.bench.stepcost` — the amortized per-step cost microbenchmark behind the modelled time T;
+* :mod:`~optimlab.bench.variants` — what a run is ranked under (named variants) and which runs replace others;
+  :mod:`~optimlab.bench.scoring` — S/G/T clocks, profiles, bootstrap CIs and rank intervals, honest speedups,
+  miss distances, per-workload winners with ties, Holm-corrected tests;
+* :mod:`~optimlab.bench.report` (data, Markdown via :mod:`~optimlab.bench.report_md`, JSON),
+  :mod:`~optimlab.bench.report_html` / :mod:`~optimlab.bench.html_kit` / :mod:`~optimlab.bench.svg` — the
+  self-contained HTML report; :mod:`~optimlab.bench.export` — the long-format export;
 * :mod:`~optimlab.bench.calibration` — the target-setting procedure for freezing a suite version;
 * :mod:`~optimlab.bench.provenance` — git/library/machine provenance stored with every result;
-* :mod:`~optimlab.bench.cli` — ``optimlab bench list|run|step-cost|report|calibrate|export``.
+* :mod:`~optimlab.bench.cli` — ``optimlab bench list|run|worker|step-cost|report|calibrate|export``.
 
 Quick start::
 

@@ -27,6 +27,13 @@ DEFAULT_THREADS = 2
 DEFAULT_JOBS = min(2, os.cpu_count() or 1)
 #: the defaults ruleset runs max_steps × 1.5 (benchmark.md §6.3: self-tuning optimizers get more steps)
 DEFAULTS_BUDGET = 1.5
+_RUN_DEFAULTS: dict[str, Any] = {}
+
+
+def mask_url(url: str) -> str:
+    from .store import mask_url as mask
+
+    return mask(url)
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -59,10 +66,30 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="multiply every workload's max_steps (default: 1.5 for the defaults ruleset, 1.0 for tuned)",
     )
+    p.add_argument(
+        "--budget-unit",
+        default="grads",
+        choices=("grads", "steps"),
+        help="what max_steps counts: gradient-equivalent evaluations (equal compute, the default) or steps",
+    )
     p.add_argument("--jobs", type=int, default=DEFAULT_JOBS, help="worker processes; --threads is split between them")
     p.add_argument("--retry-errors", action="store_true", help="rerun runs that ended with status error")
-    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and a time estimate; write nothing")
+    p.add_argument(
+        "--enqueue-only", action="store_true", help="enqueue the planned runs and exit (workers run them: bench worker)"
+    )
+    _heartbeat_arg(p)
     p.set_defaults(func=cmd_run)
+    _RUN_DEFAULTS.update({a.dest: a.default for a in p._actions})
+
+    p = sub.add_parser("worker", help="work through the runs queued in a shared store (any number, any machine)")
+    _storage_args(p)
+    p.add_argument("--suite", default=None, help="only runs of this suite (name or version)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of this worker")
+    p.add_argument("--max-runs", type=int, default=None, help="leave after this many runs")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    _heartbeat_arg(p)
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("step-cost", help="measure the per-step cost table c(optimizer, workload)")
     _common(p)
@@ -70,6 +97,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--force", action="store_true", help="re-measure pairs already in the table")
+    p.add_argument("--hparams", default="{}", help="JSON hyperparameters to measure at (default: paper defaults)")
     p.set_defaults(func=cmd_step_cost)
 
     p = sub.add_parser("report", help="write the HTML report, a Markdown leaderboard and a JSON summary")
@@ -105,6 +133,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return bench
 
 
+def _heartbeat_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--heartbeat",
+        type=int,
+        default=int(os.environ.get("OPTIMLAB_BENCH_HEARTBEAT", "20")),
+        help="seconds between a running trial's heartbeats; silent for 4× this, it is retried elsewhere",
+    )
+
+
 def _storage_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default=os.environ.get("OPTIMLAB_BENCH_RESULTS", "runs"), help="results directory")
     p.add_argument(
@@ -124,11 +161,53 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+def _url(args, create: bool = True) -> str:
+    from . import store
+
+    return args.storage or store.default_storage_url(args.results, create=create)
+
+
 def _store(args):
     from . import store
 
-    url = args.storage or store.default_storage_url(args.results)
-    return store.ResultStore(url)
+    return store.ResultStore(_url(args), heartbeat=getattr(args, "heartbeat", store.HEARTBEAT_S))
+
+
+def _existing_store(args):
+    """The store if it exists (a dry run creates neither the results directory nor a database file)."""
+    from pathlib import Path
+
+    from . import store
+
+    url = _url(args, create=False)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
+        return None
+    return store.ResultStore(url, create=False)
+
+
+def _warn(message: str) -> None:
+    print(f"optimlab bench: warning: {message}", file=sys.stderr)
+
+
+def _ineffective_flags(args, parser_defaults: dict[str, Any]) -> list[str]:
+    """Warnings for flags that were given but have no effect with the other flags."""
+    given = {k for k, v in vars(args).items() if k in parser_defaults and v != parser_defaults[k]}
+    out = []
+    if args.ruleset == "defaults":
+        for flag in ("trials", "studies", "sampler", "tune_schedule"):
+            if flag in given:
+                out.append(f"--{flag.replace('_', '-')} has no effect with --ruleset defaults (it tunes nothing)")
+    else:
+        if "seeds" in given:
+            out.append("--seeds has no effect with --ruleset tuned (study k runs seed k)")
+    if args.ruleset == "tuned" and args.sampler == "tpe" and "jobs" in given and args.jobs > 1:
+        out.append(
+            "--jobs with --sampler tpe runs that many local workers on one global trial budget per study; "
+            "TPE then proposes points before the previous ones are told"
+        )
+    if "jobs" in given and args.jobs > args.threads:
+        out.append(f"--jobs {args.jobs} is capped at --threads {args.threads} (one thread per worker at least)")
+    return out
 
 
 def _suite(args):
@@ -214,28 +293,118 @@ def _parse_hparams(args) -> dict[str, Any]:
     return hp
 
 
-def cmd_run(args) -> int:
-    from . import adapters, sweep, tuning
+def _plan(args, version, smoke, wls, handles, hparams):
+    """The cells of a defaults or quasi-random tuned sweep."""
+    from . import tuning
 
+    if args.ruleset == "defaults":
+        return tuning.plan_defaults(
+            version,
+            wls,
+            handles,
+            seeds=args.seeds,
+            smoke=smoke,
+            hparams=hparams,
+            budget_factor=args.budget,
+            budget_unit=args.budget_unit,
+        )
+    return tuning.plan_quasirandom(
+        version,
+        wls,
+        handles,
+        trials=args.trials,
+        studies=args.studies,
+        smoke=smoke,
+        fixed=hparams,
+        extra_space=tuning.SCHEDULE_SPACE if args.tune_schedule else None,
+        budget_factor=args.budget,
+        budget_unit=args.budget_unit,
+    )
+
+
+def _estimate(result_store, version: str, pairs: dict[tuple[str, str], int], jobs: int) -> list[str]:
+    """Lines estimating the wall time of the pending runs from the step-cost table: every run to its budget
+    (an upper bound: runs stop at the target) spread over ``jobs`` workers."""
+
+    tables = result_store.step_costs(version) if result_store is not None else {}
+    costs: dict[tuple[str, str], float] = {}
+    for table in tables.values():
+        for (a, w, hk), rec in table.items():
+            if hk == "":
+                costs.setdefault((a, w), rec["value"])
+    lines, total, missing = [], 0.0, 0
+    for (w, a), (n, max_steps) in sorted(pairs.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        c = costs.get((a, w))
+        if c is None:
+            others = [v for (a2, w2), v in costs.items() if w2 == w]
+            c = sorted(others)[len(others) // 2] if others else None
+            missing += 1
+        t = None if c is None else n * max_steps * c
+        total += t or 0.0
+        lines.append(f"  {w:18} {a:18} {n:4d} runs  {'?' if t is None else f'≤ {t / 60:6.1f} min'}")
+    head = f"estimate: ≤ {total / 60 / max(1, jobs):.1f} min with {jobs} worker(s) (every run to its budget)"
+    if missing:
+        head += f"; {missing} pairs have no step cost here (workload median used, '?' if none)"
+    if not tables:
+        head = "estimate: no step-cost table in the store (run `optimlab bench step-cost`); per-pair counts:"
+    return [head, *lines]
+
+
+def _dry_run(args, version, cells, jobs: int) -> int:
+    from . import sweep
+    from . import workloads as W
+
+    result_store = _existing_store(args)
+    pending = list(cells) if result_store is None else sweep.pending_cells(result_store, cells, args.retry_errors)
+    where = mask_url(_url(args, create=False))
+    print(f"{len(cells)} runs planned, {len(cells) - len(pending)} already in {where}; {len(pending)} to run")
+    pairs: dict[tuple[str, str], tuple[int, int]] = {}
+    for c in pending:
+        k = (c.meta["workload"], c.meta["algorithm"])
+        max_steps = W.get(c.spec.workload).budget_for(c.spec.smoke).scaled(c.spec.budget_factor).max_steps
+        pairs[k] = (pairs.get(k, (0, 0))[0] + 1, max_steps)
+    for line in _estimate(result_store, version, pairs, jobs):
+        print(line)
+    return 0
+
+
+def cmd_run(args) -> int:
+    from . import adapters, sweep
+
+    for message in _ineffective_flags(args, _RUN_DEFAULTS):
+        _warn(message)
     try:
         handles = adapters.resolve_many(args.optimizers)
         version, smoke, wls = _suite(args)
         hparams = _parse_hparams(args)
     except (ValueError, KeyError) as exc:
         return _fail(str(exc.args[0]) if exc.args else str(exc))
-    result_store = _store(args)
-    progress = not args.no_progress
     _print_left_out(wls, handles)
     if args.budget is None:
         args.budget = DEFAULTS_BUDGET if args.ruleset == "defaults" else 1.0
-    if args.ruleset == "defaults":
-        cells = tuning.plan_defaults(
-            version, wls, handles, seeds=args.seeds, smoke=smoke, hparams=hparams, budget_factor=args.budget
+    if args.dry_run:
+        from . import datacache
+
+        datacache.WRITE = False  # a dry run writes no file
+    if args.ruleset == "tuned":
+        n = args.studies * args.trials
+        print(
+            f"tuned: {args.studies} studies × {args.trials} trials = {n} runs per (optimizer, workload)",
+            file=sys.stderr,
         )
-    elif args.sampler == "qmc":
-        extra = tuning.SCHEDULE_SPACE if args.tune_schedule else None
-        try:
-            cells = tuning.plan_quasirandom(
+    jobs = max(1, min(args.jobs, args.threads))
+    if args.ruleset == "tuned" and args.sampler == "tpe":
+        if args.dry_run:
+            n = len(wls) * len(handles) * args.studies * args.trials
+            shape = f"{len(wls)} workloads × {len(handles)} optimizers × {args.studies} × {args.trials}"
+            print(f"tpe: {n} runs at most ({shape})")
+            return 0
+        result_store = _store(args)
+        print(f"store: {result_store.display_url}", file=sys.stderr)
+        if args.enqueue_only:
+            from . import workqueue
+
+            entries = sweep.tpe_slots(
                 version,
                 wls,
                 handles,
@@ -243,14 +412,11 @@ def cmd_run(args) -> int:
                 studies=args.studies,
                 smoke=smoke,
                 fixed=hparams,
-                extra_space=extra,
+                tune_schedule=args.tune_schedule,
                 budget_factor=args.budget,
+                budget_unit=args.budget_unit,
             )
-        except ValueError as exc:
-            return _fail(str(exc))
-    else:
-        if args.dry_run:
-            print(f"tpe: {len(wls)} workloads × {len(handles)} optimizers × {args.studies} studies × {args.trials}")
+            print(f"{len(entries)} TPE slots, {workqueue.enqueue(result_store, entries)} enqueued")
             return 0
         summary = sweep.run_tpe(
             result_store,
@@ -261,29 +427,58 @@ def cmd_run(args) -> int:
             studies=args.studies,
             smoke=smoke,
             fixed=hparams,
-            extra_space=tuning.SCHEDULE_SPACE if args.tune_schedule else None,
+            tune_schedule=args.tune_schedule,
             budget_factor=args.budget,
+            budget_unit=args.budget_unit,
             threads=args.threads,
-            progress=progress,
+            jobs=jobs,
+            progress=not args.no_progress,
         )
         print(summary.line())
         return 0
+    try:
+        cells = _plan(args, version, smoke, wls, handles, hparams)
+    except ValueError as exc:
+        return _fail(str(exc))
     if args.dry_run:
-        pending = sweep.pending_cells(result_store, cells, args.retry_errors)
-        print(f"{len(cells)} runs planned, {len(cells) - len(pending)} already in {result_store.url}")
-        for c in pending[:50]:
-            print(f"  {c.meta['workload']:18} {c.meta['algorithm']:16} seed {c.spec.seed} {dict(c.spec.hparams)}")
+        return _dry_run(args, version, cells, jobs)
+    result_store = _store(args)
+    print(f"store: {result_store.display_url}", file=sys.stderr)
+    if args.enqueue_only:
+        from . import workqueue
+
+        todo = sweep.pending_cells(result_store, cells, args.retry_errors)
+        n = workqueue.enqueue(result_store, [sweep.job_of(c) for c in todo])
+        print(f"{len(cells)} runs planned, {len(cells) - len(todo)} already in the store, {n} enqueued")
         return 0
-    print(f"store: {result_store.url}", file=sys.stderr)
     summary = sweep.run_cells(
         result_store,
         cells,
         threads=args.threads,
-        jobs=max(1, min(args.jobs, args.threads)),
-        progress=progress,
+        jobs=jobs,
+        progress=not args.no_progress,
         retry_errors=args.retry_errors,
     )
     print(summary.line())
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from . import store, worker
+    from . import workloads as W
+
+    result_store = _store(args)
+    prefix = store.PREFIX
+    if args.suite:
+        prefix += (W.SUITES[args.suite][0] if args.suite in W.SUITES else args.suite) + "/"
+    print(f"worker on {result_store.display_url} ({prefix}*), {args.threads} thread(s)", file=sys.stderr)
+
+    def started(meta) -> None:
+        if not args.no_progress:
+            print(f"run: {meta.get('workload')} · {meta.get('algorithm')} · seed {meta.get('seed')}", file=sys.stderr)
+
+    summary = worker.work(result_store, prefix=prefix, threads=args.threads, max_runs=args.max_runs, on_start=started)
+    print(f"worker: {summary.ran} runs, {summary.reaped} stale runs requeued, {summary.lost} results refused (reaped)")
     return 0
 
 
@@ -309,6 +504,7 @@ def cmd_step_cost(args) -> int:
         threads=args.threads,
         force=args.force,
         progress=not args.no_progress,
+        hparams=json.loads(args.hparams or "{}"),
     )
     print(f"{'workload':18} {'optimizer':16} {'ms/step':>9}")
     for (a, w), c in sorted(table.items(), key=lambda kv: (kv[0][1], kv[0][0])):
@@ -331,7 +527,7 @@ def cmd_report(args) -> int:
         result_store, suite=suite, baseline=args.baseline, n_boot=args.bootstrap, machine=args.machine
     )
     if not summary["rulesets"]:
-        return _fail(f"no results for suite {suite!r} in {result_store.url}")
+        return _fail(f"no results for suite {suite!r} in {result_store.display_url}")
     report.write_html(summary, html)
     report.write_markdown(summary, md)
     report.write_json(summary, js)

@@ -50,13 +50,18 @@ import torch
 from ..training import closure_backward, create_graph_warning_silenced
 from . import adapters
 from . import workloads as W
+from .scoring import HVP_COST
 
 #: bump when the training loop's semantics change (part of every result's cache key)
-HARNESS_VERSION = "1"
+HARNESS_VERSION = "2"
 #: harness-level hyperparameters (the LR schedule); all other keys go to the optimizer
 SCHEDULE_DEFAULTS: dict[str, Any] = {"sched_kind": "cosine", "sched_warmup": 0.02, "sched_horizon": 1.0}
 SCHEDULE_KINDS = ("cosine", "linear", "constant")
 STATUSES = ("hit", "miss", "diverged", "error")
+#: what a run's budget (max_steps) and LR schedule count: optimizer steps, or gradient-equivalent evaluations
+#: (gradients + HVP_COST × Hessian-vector products), the equal-compute budget the leaderboard ranks by
+BUDGET_UNITS = ("grads", "steps")
+DEFAULT_BUDGET_UNIT = "grads"
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,8 @@ class TrialSpec:
     device: str = "cpu"
     #: stop at the first evaluation meeting the target (False: run the whole budget, for target calibration)
     stop_at_target: bool = True
+    #: ``grads`` (equal compute: SAM gets half AdamW's steps) or ``steps`` (every optimizer the same step count)
+    budget_unit: str = DEFAULT_BUDGET_UNIT
 
 
 @dataclass
@@ -100,6 +107,7 @@ class TrialResult:
     #: resident set size when the run started (the peak minus this is what the run added)
     start_rss_bytes: int = 0
     hparams: dict[str, Any] = field(default_factory=dict)
+    budget_unit: str = DEFAULT_BUDGET_UNIT
     curve: dict[str, list] = field(default_factory=dict)
     error: str | None = None
 
@@ -367,112 +375,171 @@ def _train(
     progress: Callable[[int, int], None] | None,
     handle: adapters.AlgorithmHandle | None,
 ) -> None:
+    """Set up, then train until the target, divergence or the end of the budget (stages: :class:`_Loop`)."""
     handle = handle or adapters.resolve(spec.algorithm)
     reason = not_applicable(handle, workload)
     if reason:
         raise NotApplicable(reason)
-    sched, opt_hparams = split_hparams(spec.hparams)
-    result.hparams = {**handle.resolved_hparams(opt_hparams), **sched}
-    task = workload.build(spec.seed, spec.smoke, spec.device)
-    model = task.model
-    model.train()
-    optimizer = adapters.build_optimizer(handle, make_param_groups(task, handle), opt_hparams)
-    result.param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    total = budget.max_steps
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: lr_factor(s, total, sched["sched_kind"], sched["sched_warmup"], sched["sched_horizon"]),
-    )
-    has_modes = has_train_eval_modes(optimizer)
-    curve: dict[str, list] = {k: [] for k in ("step", "grad_evals", "hvp_evals", "train_time", "metric", "train_loss")}
-    result.curve = curve
-    cuda = torch.device(spec.device).type == "cuda"
+    loop = _Loop(spec, workload, budget, result, handle)
+    with step_counter(handle) as loop.counter, create_graph_warning_silenced():
+        loop.run(progress)
+    result.state_bytes = state_bytes(loop.optimizer)
 
-    def sync() -> None:
-        if cuda:
+
+def budget_used(result: TrialResult, unit: str) -> float:
+    """How much of the budget a run has used: optimizer steps (``steps``) or gradient-equivalent evaluations
+    (``grads``: gradients + ``HVP_COST`` × HVPs, so that SAM's second gradient and Sophia-H's HVPs are paid for)."""
+    if unit == "steps":
+        return float(result.steps)
+    return result.grad_evals + HVP_COST * result.hvp_evals
+
+
+class _Loop:
+    """The training loop as named stages: ``__init__`` (model, optimizer, schedule), :meth:`step`,
+    :meth:`evaluate`, :meth:`judge` and :meth:`run`. The budget and the LR schedule are measured in the run's
+    budget unit (``spec.budget_unit``): optimizer steps, or gradient-equivalent evaluations, in which AdamW's step
+    is 1 and SAM's is 2 (an equal-compute budget)."""
+
+    def __init__(
+        self,
+        spec: TrialSpec,
+        workload: W.Workload,
+        budget: W.Budget,
+        result: TrialResult,
+        handle: adapters.AlgorithmHandle,
+    ) -> None:
+        if spec.budget_unit not in BUDGET_UNITS:
+            raise ValueError(f"budget_unit must be one of {BUDGET_UNITS}, got {spec.budget_unit!r}")
+        self.spec, self.workload, self.budget, self.result, self.handle = spec, workload, budget, result, handle
+        sched, opt_hparams = split_hparams(spec.hparams)
+        result.hparams = {**handle.resolved_hparams(opt_hparams), **sched}
+        result.budget_unit = spec.budget_unit
+        self.task = workload.build(spec.seed, spec.smoke, spec.device)
+        self.task.model.train()
+        self.optimizer = adapters.build_optimizer(handle, make_param_groups(self.task, handle), opt_hparams)
+        result.param_bytes = sum(p.numel() * p.element_size() for p in self.task.model.parameters())
+        total = budget.max_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda _: lr_factor(
+                min(int(self.used()), total - 1),
+                total,
+                sched["sched_kind"],
+                sched["sched_warmup"],
+                sched["sched_horizon"],
+            ),
+        )
+        self.has_modes = has_train_eval_modes(self.optimizer)
+        self.cuda = torch.device(spec.device).type == "cuda"
+        self.counter: _HvpCounter
+        self.first_loss: float | None = None
+        self.interval: list[float] = []
+        self.next_eval = float(budget.eval_every)
+        keys = ("step", "grad_evals", "hvp_evals", "train_time", "metric", "train_loss")
+        result.curve = {k: [] for k in keys}
+
+    def used(self) -> float:
+        return budget_used(self.result, self.spec.budget_unit)
+
+    def _sync(self) -> None:
+        if self.cuda:
             torch.cuda.synchronize()
 
-    def record(step: int, metric: float, train_loss: float | None) -> None:
-        curve["step"].append(step)
-        curve["grad_evals"].append(result.grad_evals)
-        curve["hvp_evals"].append(counter.count)
-        curve["train_time"].append(result.train_time)
-        curve["metric"].append(metric if math.isfinite(metric) else None)
-        curve["train_loss"].append(train_loss if train_loss is None or math.isfinite(train_loss) else None)
+    def _timed(self, fn: Callable[[], Any]) -> Any:
+        self._sync()
+        t0 = time.perf_counter()
+        out = fn()
+        self._sync()
+        self.result.train_time += time.perf_counter() - t0
+        return out
 
-    with step_counter(handle) as counter, create_graph_warning_silenced():
-        metric0 = task.evaluate()
-        result.initial_metric = result.best_metric = result.final_metric = metric0
-        record(0, metric0, None)
-        if has_modes:
-            optimizer.train()
-        first_loss: float | None = None
-        interval_sum, interval_n = 0.0, 0
-        status = None
-        step = 0
-        for step in range(1, budget.max_steps + 1):
-            sync()
-            t0 = time.perf_counter()
-            batch = task.next_batch()
-            loss_value, n_grads = train_step(task, optimizer, handle, counter, batch)
-            result.grad_evals += n_grads
-            scheduler.step()
-            sync()
-            result.train_time += time.perf_counter() - t0
-            result.steps = step
-            result.hvp_evals = counter.count
-            if first_loss is None:
-                first_loss = abs(loss_value)
-            interval_sum += loss_value
-            interval_n += 1
-            if not math.isfinite(loss_value):
-                status = "diverged"
-            if step % budget.eval_every == 0 or step == budget.max_steps or status:
-                train_loss = interval_sum / interval_n
-                interval_sum, interval_n = 0.0, 0
-                if has_modes:
-                    t1 = time.perf_counter()
-                    optimizer.eval()
-                    result.train_time += time.perf_counter() - t1
-                metric = task.evaluate() if status is None else float("nan")
-                if has_modes:
-                    t1 = time.perf_counter()
-                    optimizer.train()
-                    result.train_time += time.perf_counter() - t1
-                record(step, metric, train_loss)
-                if status is None:
-                    if not math.isfinite(metric):
-                        status = "diverged"
-                    elif math.isfinite(train_loss) and train_loss > workload.explosion_factor * max(first_loss, 1e-12):
-                        status = "diverged"
-                if math.isfinite(metric):
-                    result.final_metric = metric
-                    better = metric > result.best_metric if workload.higher_is_better else metric < result.best_metric
-                    if better or not math.isfinite(result.best_metric):
-                        result.best_metric = metric
-                if progress is not None:
-                    progress(step, budget.max_steps)
-                if result.steps_to_target is None and status is None and workload.passes(metric):
-                    if spec.stop_at_target:
-                        status = "hit"
-                    result.steps_to_target = step
-                    result.grad_evals_to_target = result.grad_evals
-                    result.hvp_evals_to_target = counter.count
-                    result.time_to_target = result.train_time
-                if status:
-                    break
+    def step(self) -> float:
+        """One timed training step (batch, forward, backward, optimizer, schedule); the loss before it."""
+
+        def work() -> float:
+            batch = self.task.next_batch()
+            loss_value, n_grads = train_step(self.task, self.optimizer, self.handle, self.counter, batch)
+            self.result.steps += 1
+            self.result.grad_evals += n_grads
+            self.result.hvp_evals = self.counter.count
+            self.scheduler.step()
+            return loss_value
+
+        loss = self._timed(work)
+        if self.first_loss is None:
+            self.first_loss = abs(loss)
+        self.interval.append(loss)
+        return loss
+
+    def evaluate(self, diverged: bool) -> tuple[float, float | None]:
+        """The metric (schedule-free ``eval()``/``train()`` switches timed as training) and the interval's mean
+        training loss, recorded on the curve."""
+        train_loss = sum(self.interval) / len(self.interval) if self.interval else None
+        self.interval = []
+        if self.has_modes:
+            self._timed(self.optimizer.eval)
+        metric = self.task.evaluate() if not diverged else float("nan")
+        if self.has_modes:
+            self._timed(self.optimizer.train)
+        r, c = self.result, self.result.curve
+        for k, v in (("step", r.steps), ("grad_evals", r.grad_evals), ("hvp_evals", r.hvp_evals)):
+            c[k].append(v)
+        c["train_time"].append(r.train_time)
+        c["metric"].append(metric if math.isfinite(metric) else None)
+        c["train_loss"].append(train_loss if train_loss is None or math.isfinite(train_loss) else None)
+        return metric, train_loss
+
+    def judge(self, metric: float, train_loss: float | None, status: str | None) -> str | None:
+        """Update best/final metric and the target hit; the status after this evaluation (None: go on)."""
+        r, w = self.result, self.workload
         if status is None:
-            status = "hit" if result.steps_to_target is not None else "miss"
-        result.status = status
-    result.state_bytes = state_bytes(optimizer)
+            if not math.isfinite(metric):
+                status = "diverged"
+            elif train_loss is not None and math.isfinite(train_loss):
+                if train_loss > w.explosion_factor * max(self.first_loss or 0.0, 1e-12):
+                    status = "diverged"
+        if math.isfinite(metric):
+            r.final_metric = metric
+            better = metric > r.best_metric if w.higher_is_better else metric < r.best_metric
+            if better or not math.isfinite(r.best_metric):
+                r.best_metric = metric
+        if r.steps_to_target is None and status is None and w.passes(metric):
+            r.steps_to_target, r.grad_evals_to_target = r.steps, r.grad_evals
+            r.hvp_evals_to_target, r.time_to_target = r.hvp_evals, r.train_time
+            if self.spec.stop_at_target:
+                status = "hit"
+        return status
+
+    def run(self, progress: Callable[[int, int], None] | None) -> None:
+        r, cap = self.result, self.budget.max_steps
+        metric0, _ = self.evaluate(False)
+        r.initial_metric = r.best_metric = r.final_metric = metric0
+        if self.has_modes:
+            self.optimizer.train()
+        status = None
+        while status is None and self.used() < cap:
+            loss = self.step()
+            status = None if math.isfinite(loss) else "diverged"
+            if self.used() >= self.next_eval or self.used() >= cap or status:
+                while self.next_eval <= self.used():
+                    self.next_eval += self.budget.eval_every
+                metric, train_loss = self.evaluate(status is not None)
+                status = self.judge(metric, train_loss, status)
+                if progress is not None:
+                    progress(int(self.used()), cap)
+        r.status = status or ("hit" if r.steps_to_target is not None else "miss")
 
 
 # ---------------------------------------------------------------------------------------------- helpers
 def objective_value(result: TrialResult | Mapping[str, Any], workload: W.Workload) -> float:
-    """A scalar to minimize for tuning: S / max_steps on a hit (≤ 1); 1 + the remaining fraction of the way to
-    the target on a miss (measured in decades for log-scale metrics); 2 if diverged; 3 on error."""
+    """A scalar to minimize for tuning: the budget used to reach the target / max_steps on a hit (≤ 1; steps or
+    gradient-equivalents, the run's budget unit); 1 + the remaining fraction of the way to the target on a miss
+    (measured in decades for log-scale metrics); 2 if diverged; 3 on error."""
     r = result if isinstance(result, Mapping) else result.to_dict()
     if r["status"] == "hit":
+        if r.get("budget_unit", "steps") == "grads" and r.get("grad_evals_to_target") is not None:
+            used = r["grad_evals_to_target"] + HVP_COST * (r.get("hvp_evals_to_target") or 0)
+            return used / r["max_steps"]
         return r["steps_to_target"] / r["max_steps"]
     if r["status"] == "diverged":
         return 2.0

@@ -1,11 +1,15 @@
-"""The step-cost microbenchmark: c_{s,w}, the median time of one training step of optimizer s on workload w.
+"""The step-cost microbenchmark: c_{s,w}, the amortized time of one training step of optimizer s on workload w.
 
 The official clock of the benchmark is the modelled time T = S × c_{s,w} (benchmark.md §6.2): the number of steps
 to the target times a per-step cost measured separately, on a quiet machine, with threads pinned, after warm-up
 (20 warm-up + 200 timed steps by default), repeated 3 times (fresh model each time), taking the median of the
-per-repeat medians. Raw wall clocks of the sweep itself are kept only for diagnostics: on a shared machine they
-vary 2–10× with the load. A step here is exactly the runner's training step (batch, forward, backward, closure
-or HVPs if the optimizer needs them, optimizer step) at the optimizer's default hyperparameters.
+per-repeat **means**: the mean over 200 steps covers whole periods of periodic work (Sophia-H's Hessian refresh
+every 10 steps, Shampoo's preconditioner), which the median of single steps would never charge. Raw wall clocks
+of the sweep itself are kept only for diagnostics: on a shared machine they vary 2–10× with the load. A step here
+is exactly the runner's training step (batch, forward, backward, closure or HVPs if the optimizer needs them,
+optimizer step) at the hyperparameters given (``--hparams``; the paper defaults otherwise); the table is keyed by
+them (:func:`optimlab.bench.scoring.hparams_key`) and the scorer uses an entry only for runs made at the same
+hyperparameters.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 import torch
 
 from ..training import create_graph_warning_silenced
-from . import adapters, provenance, runner, store, tuning
+from . import adapters, provenance, runner, scoring, store, tuning
 from . import workloads as W
 
 
@@ -33,7 +37,7 @@ def measure(
     hparams: Mapping[str, Any] | None = None,
     device: str = "cpu",
 ) -> dict[str, Any]:
-    """Median seconds per training step, with the per-repeat medians."""
+    """Amortized seconds per training step (median over repeats of the mean step time), with the per-repeat means."""
     _, opt_hparams = runner.split_hparams(hparams or {})
     medians = []
     for r in range(repeats):
@@ -54,8 +58,8 @@ def measure(
                     torch.cuda.synchronize()
                 if i >= warmup:
                     times.append(time.perf_counter() - t0)
-        medians.append(statistics.median(times))
-    return {"seconds_per_step": statistics.median(medians), "repeat_medians": medians}
+        medians.append(scoring.amortized(times))
+    return {"seconds_per_step": statistics.median(medians), "repeat_means": medians}
 
 
 def run_step_costs(
@@ -72,6 +76,7 @@ def run_step_costs(
     force: bool = False,
     progress: bool = True,
     echo=print,
+    hparams: Mapping[str, Any] | None = None,
 ) -> dict[tuple[str, str], float]:
     """Measure and store c_{s,w} for every pair (skipping pairs already measured on this machine unless
     ``force``, and pairs that are not applicable, :func:`runner.not_applicable`); returns {(algorithm, workload):
@@ -99,6 +104,8 @@ def run_step_costs(
                 steps=steps,
                 repeats=repeats,
                 machine=env["machine"],
+                hparams=dict(hparams or {}),
+                amortized=True,
             )
             if key in done and not force:
                 out[(h.id, w.id)] = done[key].value
@@ -110,7 +117,7 @@ def run_step_costs(
             if bar is not None:
                 bar.set_description_str(f"step-cost {w.id} · {h.id}")
             try:
-                m = measure(h, w, warmup=warmup, steps=steps, repeats=repeats, smoke=smoke)
+                m = measure(h, w, warmup=warmup, steps=steps, repeats=repeats, smoke=smoke, hparams=hparams)
             except Exception as exc:  # one failing optimizer must not stop the table
                 echo(f"step-cost {h.id} on {w.id} failed: {type(exc).__name__}: {exc}")
                 if bar is not None:
@@ -126,6 +133,8 @@ def run_step_costs(
                 "warmup": warmup,
                 "steps": steps,
                 "repeats": repeats,
+                "hparams": dict(hparams or {}),
+                "hparams_key": scoring.hparams_key(hparams),
             }
             result_store.add_run(name, key=key, value=m["seconds_per_step"], meta=meta, result=m, provenance=env)
             out[(h.id, w.id)] = m["seconds_per_step"]

@@ -39,6 +39,8 @@ class Series:
     dashed: bool = False
     #: draw points only (scatter)
     markers: bool = False
+    #: a thin, faint line left out of the legend (one run beside its median)
+    thin: bool = False
 
 
 @dataclass
@@ -99,8 +101,9 @@ def _fmt(v: float) -> str:
 def _render(p: Plot) -> str:
     ml, mr, mt, mb = 56, 12, 26 if p.title else 10, 40
     legend_h = 0
-    if p.legend and p.series:
-        legend_h = 16 * math.ceil(len(p.series) / 3) + 8
+    named = [s for s in p.series if not s.thin]
+    if p.legend and named:
+        legend_h = 16 * math.ceil(len(named) / 3) + 8
     w, h = p.width, p.height + legend_h
     pw, ph = w - ml - mr, p.height - mt - mb
 
@@ -219,10 +222,11 @@ def _render(p: Plot) -> str:
                 segments.append([])
                 prev_y = None
         dash = ' stroke-dasharray="4,2"' if s.dashed else ""
+        width = ' stroke-width="0.8" stroke-opacity="0.45"' if s.thin else ' stroke-width="1.8"'
         for seg in segments:
             if len(seg) > 1:
                 out.append(
-                    f'<polyline points="{" ".join(seg)}" fill="none" stroke="{s.color}" stroke-width="1.8"{dash}>'
+                    f'<polyline points="{" ".join(seg)}" fill="none" stroke="{s.color}"{width}{dash}>'
                     f"<title>{escape(s.name)}</title></polyline>"
                 )
             elif len(seg) == 1:
@@ -231,8 +235,8 @@ def _render(p: Plot) -> str:
                     f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{s.color}"><title>{escape(s.name)}</title></circle>'
                 )
     out.append("</g>")
-    if p.legend and p.series:
-        for i, s in enumerate(p.series):
+    if p.legend and named:
+        for i, s in enumerate(named):
             col, row = i % 3, i // 3
             lx = ml + col * (pw / 3)
             ly = p.height + 12 + row * 16

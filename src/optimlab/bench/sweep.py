@@ -1,26 +1,25 @@
-"""Execute a sweep against the results store: skip finished cells, run the rest, write each run atomically.
+"""Execute a sweep: enqueue its runs in the store (once), work through them with local workers, report.
 
-Killing a sweep at any moment and rerunning the same command loses no finished run and duplicates none (see
-:mod:`optimlab.bench.store`). ``jobs > 1`` runs trials in worker processes (spawned, ``threads // jobs`` torch
-threads each); the parent alone writes to the store.
+A sweep is a plan of cells (:mod:`optimlab.bench.tuning`). :func:`run_cells` enqueues the cells that have no
+finished run (:mod:`optimlab.bench.workqueue`: each planned run is one WAITING trial, whoever enqueues it and how
+often), then runs ``jobs`` local workers (:mod:`optimlab.bench.worker`; ``threads // jobs`` torch threads each) on
+this sweep's studies until none of its runs is WAITING or RUNNING. Workers on other machines started with
+``optimlab bench worker --storage URL`` share the same queue. Killing a sweep at any moment and rerunning it (or
+just starting another worker) loses no run and duplicates none.
 """
 
 from __future__ import annotations
 
 import collections
-import concurrent.futures as cf
-import hashlib
 import multiprocessing
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import adapters, provenance, runner, store, tuning
-from . import workloads as W
+from . import store, tuning, worker, workqueue
 
 
 @dataclass
@@ -28,13 +27,16 @@ class SweepSummary:
     planned: int = 0
     skipped: int = 0
     ran: int = 0
+    #: runs that stayed FAIL after every attempt (their worker died each time: crash, out of memory)
+    failed: int = 0
     statuses: collections.Counter = field(default_factory=collections.Counter)
     wall_time: float = 0.0
 
     def line(self) -> str:
         st = ", ".join(f"{k} {v}" for k, v in sorted(self.statuses.items())) or "none"
+        failed = f", {self.failed} failed after {workqueue.MAX_ATTEMPTS} attempts" if self.failed else ""
         return (
-            f"{self.planned} runs planned, {self.skipped} already in the store, {self.ran} ran ({st}) "
+            f"{self.planned} runs planned, {self.skipped} already in the store, {self.ran} ran ({st}){failed} "
             f"in {self.wall_time:.0f} s"
         )
 
@@ -44,25 +46,26 @@ def _progress_bar(total: int, enabled: bool, desc: str):
         from tqdm.auto import tqdm
     except ImportError:  # tqdm is in the bench extra; run without bars when it is missing
         return None
-    return tqdm(total=total, desc=desc, unit="run", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+    # smoothing=0: the ETA uses the average rate since the start, not the last run's (runs differ 10×)
+    return tqdm(
+        total=total, desc=desc, unit="run", disable=not enabled, file=sys.stderr, dynamic_ncols=True, smoothing=0
+    )
 
 
-def _worker_init(threads: int, parent: int) -> None:
-    runner.set_threads(threads)
-    # a worker whose parent (``parent``: the sweep's pid) was killed exits instead of finishing trials nobody
-    # will record
+def job_of(cell: tuning.Cell) -> dict[str, Any]:
+    """The queue entry of a planned cell."""
+    from optuna.distributions import distribution_to_json
 
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def _run_spec(spec: runner.TrialSpec) -> dict[str, Any]:
-    return runner.run_trial(spec).to_dict()
+    return {
+        "study": cell.study_name,
+        "key": cell.key,
+        "meta": cell.meta,
+        "job": {
+            "spec": asdict(cell.spec),
+            "params": dict(cell.params),
+            "distributions": {k: distribution_to_json(d) for k, d in cell.distributions.items()},
+        },
+    }
 
 
 def pending_cells(result_store: store.ResultStore, cells: Sequence[tuning.Cell], retry_errors: bool = False):
@@ -80,6 +83,95 @@ def pending_cells(result_store: store.ResultStore, cells: Sequence[tuning.Cell],
     return pending
 
 
+def _label(meta: Mapping[str, Any]) -> str:
+    what = f"{meta.get('workload')} · {meta.get('algorithm')}"
+    if meta.get("study") is not None:
+        return f"{what} · study {meta['study']} · trial {meta.get('trial')}"
+    return f"{what} · seed {meta.get('seed')}"
+
+
+def execute(
+    result_store: store.ResultStore,
+    names: Sequence[str],
+    todo: int,
+    *,
+    threads: int,
+    jobs: int,
+    progress: bool,
+    desc: str = "bench run",
+    on_result: Callable[[Mapping[str, Any], Mapping[str, Any]], None] | None = None,
+) -> None:
+    """Work through the queued runs of studies ``names`` with ``jobs`` local workers (in this process if 1)."""
+    names = sorted(set(names))
+    bar = _progress_bar(todo, progress, desc)
+    try:
+        if jobs <= 1:
+            runner_threads = max(1, threads)
+
+            def started(meta: Mapping[str, Any]) -> None:
+                if bar is not None:
+                    bar.set_description_str(_label(meta))
+
+            def finished(meta: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+                if bar is not None:
+                    bar.update(1)
+                if on_result is not None:
+                    on_result(meta, result)
+
+            worker.work(result_store, names=names, threads=runner_threads, on_start=started, on_result=finished)
+        else:
+            _execute_pool(result_store, names, threads, jobs, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _execute_pool(result_store: store.ResultStore, names: Sequence[str], threads: int, jobs: int, bar) -> None:
+    """``jobs`` worker processes; one that dies (a segfault, the OOM killer) is replaced while runs remain — its run
+    goes stale and is retried (up to ``workqueue.MAX_ATTEMPTS``), so one crashing optimizer cannot stop a sweep."""
+    ctx = multiprocessing.get_context("spawn")
+    per_job = max(1, threads // jobs)
+    args = (result_store.url, result_store.heartbeat, list(names), per_job, os.getpid())
+
+    def spawn():
+        p = ctx.Process(target=worker.local_worker, args=args, daemon=False)
+        p.start()
+        return p
+
+    procs = [spawn() for _ in range(jobs)]
+    ids = [i for n, i in result_store.study_ids().items() if n in set(names)]
+    respawns = 4 * jobs * workqueue.MAX_ATTEMPTS
+    start = bar.n if bar is not None else 0
+    try:
+        while any(p.is_alive() for p in procs):
+            time.sleep(1.0)
+            left = workqueue.count(result_store, ids, "WAITING") + workqueue.count(result_store, ids, "RUNNING")
+            for i, p in enumerate(procs):
+                if not p.is_alive() and p.exitcode not in (0, None) and left and respawns > 0:
+                    respawns -= 1
+                    procs[i] = spawn()
+            if bar is not None:
+                bar.update(max(0, start + bar.total - left - bar.n))
+                running = workqueue.running_meta(result_store, ids)
+                bar.set_description_str(" | ".join(_label(m) for m in running[:jobs]) or "waiting")
+    finally:
+        for p in procs:
+            p.join(timeout=None if not any(p.is_alive() for p in procs) else 0.1)
+
+
+def _summarize(result_store: store.ResultStore, cells: Sequence[tuning.Cell], before: set[str], summary) -> None:
+    after: dict[str, Any] = {}
+    for name in {c.study_name for c in cells}:
+        after.update(result_store.completed(name))
+    for c in cells:
+        t = after.get(c.key)
+        if t is None:
+            summary.failed += 1
+        elif c.key not in before:
+            summary.ran += 1
+            summary.statuses[t.user_attrs["result"]["status"]] += 1
+
+
 def run_cells(
     result_store: store.ResultStore,
     cells: Sequence[tuning.Cell],
@@ -88,180 +180,86 @@ def run_cells(
     jobs: int = 1,
     progress: bool = True,
     retry_errors: bool = False,
-    on_result: Callable[[tuning.Cell, Mapping[str, Any]], None] | None = None,
+    on_result: Callable[[Mapping[str, Any], Mapping[str, Any]], None] | None = None,
 ) -> SweepSummary:
-    """Run every cell not yet in the store; returns counts."""
+    """Enqueue every cell not yet in the store and run them (see the module docstring); returns counts."""
     t0 = time.perf_counter()
     summary = SweepSummary(planned=len(cells))
     todo = pending_cells(result_store, cells, retry_errors)
     summary.skipped = len(cells) - len(todo)
-    env = provenance.environment(threads)
-    bar = _progress_bar(len(todo), progress, "bench run")
-
-    def finish(cell: tuning.Cell, result: Mapping[str, Any]) -> None:
-        workload = W.get(cell.meta["workload"])
-        value = runner.objective_value(result, workload)
-        result_store.add_run(
-            cell.study_name,
-            key=cell.key,
-            value=value,
-            meta=cell.meta,
-            result=result,
-            provenance=env,
-            params=cell.params,
-            distributions=cell.distributions,
-        )
-        summary.ran += 1
-        summary.statuses[result["status"]] += 1
-        if on_result is not None:
-            on_result(cell, result)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix_str(_postfix(summary))
-
-    try:
-        if jobs <= 1 or len(todo) <= 1:
-            runner.set_threads(threads)
-            for cell in todo:
-                if bar is not None:
-                    what = f"{cell.meta['workload']} · {cell.meta['algorithm']} · seed {cell.spec.seed}"
-                    bar.set_description_str(what)
-                finish(cell, runner.run_trial(cell.spec).to_dict())
-        else:
-            _run_pool(todo, threads, jobs, finish)
-    finally:
-        if bar is not None:
-            bar.close()
+    before = {c.key for c in cells} - {c.key for c in todo}
+    rerun = {c.key for c in todo} if retry_errors else set()
+    workqueue.enqueue(result_store, [job_of(c) for c in todo], rerun=rerun)
+    names = sorted({c.study_name for c in cells})
+    execute(result_store, names, len(todo), threads=threads, jobs=jobs, progress=progress, on_result=on_result)
+    _summarize(result_store, cells, before, summary)
     summary.wall_time = time.perf_counter() - t0
     return summary
 
 
-def _run_pool(todo: Sequence[tuning.Cell], threads: int, jobs: int, finish, fn=None) -> None:
-    """Run cells in ``jobs`` spawned workers (``fn(spec) -> result dict``, default :func:`_run_spec`), at most
-    ``jobs`` in flight. A worker that dies (a segfault, the OOM killer) breaks the pool: the pool is rebuilt, and
-    the cells that were in flight are rerun one at a time in a single worker, so that a crash is attributed to its
-    cell, which is then recorded as ``error`` — one crashing optimizer cannot stop a sweep."""
-    fn = fn or _run_spec
-    ctx = multiprocessing.get_context("spawn")
-    per_job = max(1, threads // jobs)
-    queue = collections.deque(todo)
-    suspects: collections.deque = collections.deque()
-    while queue or suspects:
-        isolate = bool(suspects)
-        source = suspects if isolate else queue
-        width = 1 if isolate else jobs
-        inflight: dict[cf.Future, tuning.Cell] = {}
-        try:
-            with cf.ProcessPoolExecutor(
-                width, mp_context=ctx, initializer=_worker_init, initargs=(per_job, os.getpid())
-            ) as pool:
-                while source or inflight:
-                    while source and len(inflight) < width:
-                        cell = source.popleft()
-                        inflight[pool.submit(fn, cell.spec)] = cell
-                    done, _ = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
-                    for fut in done:
-                        result = fut.result()  # raises BrokenProcessPool while the cell is still in flight
-                        finish(inflight.pop(fut), result)
-                    if isolate and not source and not inflight:
-                        break
-        except cf.process.BrokenProcessPool:
-            for cell in inflight.values():
-                if isolate:
-                    finish(cell, _crash_result(cell))
-                else:
-                    suspects.append(cell)
-
-
-def _crash_result(cell: tuning.Cell) -> dict[str, Any]:
-    workload = W.get(cell.spec.workload)
-    budget = workload.budget_for(cell.spec.smoke).scaled(cell.spec.budget_factor)
-    result = runner.TrialResult(status="error", max_steps=budget.max_steps)
-    result.error = "the worker process running this trial died (crash or out of memory)"
-    return result.to_dict()
-
-
-def _postfix(summary: SweepSummary) -> str:
-    return " ".join(f"{k}={v}" for k, v in sorted(summary.statuses.items()))
-
-
-def run_tpe(
-    result_store: store.ResultStore,
+def tpe_slots(
     suite_version: str,
-    workloads: Sequence[W.Workload],
-    handles: Sequence[adapters.AlgorithmHandle],
+    workloads: Sequence[Any],
+    handles: Sequence[Any],
     *,
     trials: int,
     studies: int,
     smoke: bool = False,
     fixed: Mapping[str, Any] | None = None,
-    extra_space: Mapping[str, Any] | None = None,
+    tune_schedule: bool = False,
     budget_factor: float = 1.0,
-    threads: int = 2,
-    progress: bool = True,
-) -> SweepSummary:
-    """The ``tuned`` ruleset with Optuna's TPE: ``studies`` studies of ``trials`` trials per pair, round-robin
-    over studies so that an interrupted sweep has made equal progress everywhere."""
-    from optuna.samplers import TPESampler
+    budget_unit: str = "grads",
+) -> list[dict[str, Any]]:
+    """The queue entries of a TPE sweep: ``trials`` slots per (optimizer, workload, study), the study's global
+    trial budget; the sampler proposes each slot's point when a worker claims it."""
+    from . import runner
 
-    t0 = time.perf_counter()
-    runner.set_threads(threads)
-    env = provenance.environment(threads)
-    summary = SweepSummary()
-    slots = []
+    jobs = []
     for h in handles:
-        space = tuning.tuning_space(h, extra_space)
-        dists = tuning.distributions(space)
         for w in workloads:
             if runner.not_applicable(h, w):
                 continue  # left out, as in every plan (tuning.left_out)
-            summary.planned += studies * trials
             for k in range(studies):
                 name = store.study_name(suite_version, "tuned-tpe", w.id, h.id, k)
-                result_store.fail_orphans(name)
-                done = len(result_store.completed(name))
-                seed = int(hashlib.sha256(f"{h.id}/{w.id}/{k}".encode()).hexdigest()[:8], 16)
-                n_startup = max(1, min(10, trials // 2))
-                study = result_store.study(name, sampler=TPESampler(seed=seed, n_startup_trials=n_startup))
-                slots.append({"h": h, "w": w, "k": k, "study": study, "done": done, "dists": dists})
-                summary.skipped += min(done, trials)
-    remaining = sum(max(0, trials - s["done"]) for s in slots)
-    bar = _progress_bar(remaining, progress, "bench tune (tpe)")
-    try:
-        for i in range(trials):
-            for s in slots:
-                if s["done"] > i:
-                    continue
-                trial = s["study"].ask(s["dists"])
-                result_store.mark_owner(trial)
-                cell = tuning.tpe_cell(
-                    suite_version,
-                    s["w"],
-                    s["h"],
-                    study=s["k"],
-                    trial=s["done"],
-                    params=trial.params,
-                    smoke=smoke,
-                    fixed=fixed,
-                    extra_space=extra_space,
-                    budget_factor=budget_factor,
-                )
-                meta = {**cell.meta, "ruleset": "tuned-tpe", "sampler": "tpe"}
-                if bar is not None:
-                    bar.set_description_str(f"{s['w'].id} · {s['h'].id} · study {s['k']} · trial {s['done']}")
-                result = runner.run_trial(cell.spec).to_dict()
-                value = runner.objective_value(result, s["w"])
-                result_store.finish_asked(
-                    s["study"], trial, key=cell.key, value=value, meta=meta, result=result, provenance=env
-                )
-                s["done"] += 1
-                summary.ran += 1
-                summary.statuses[result["status"]] += 1
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix_str(_postfix(summary))
-    finally:
-        if bar is not None:
-            bar.close()
+                meta = {**tuning._base_meta(suite_version, "tuned-tpe", w, h, smoke), "study": k, "sampler": "tpe"}
+                meta.update(budget_factor=budget_factor, budget_unit=budget_unit, fixed=dict(fixed or {}))
+                meta["tuned_extra"] = sorted(tuning.SCHEDULE_SPACE) if tune_schedule else []
+                slot = {"suite": suite_version, "workload": w.id, "algorithm": h.id, "study": k, "trials": trials}
+                slot.update(smoke=smoke, fixed=dict(fixed or {}), tune_schedule=tune_schedule, study_name=name)
+                slot.update(budget_factor=budget_factor, budget_unit=budget_unit)
+                for i in range(trials):
+                    key = tuning.cell_key(slot=name, index=i, **{k2: meta[k2] for k2 in ("algorithm_hash", "harness")})
+                    jobs.append({"study": name, "key": key, "meta": {**meta, "trial": i}, "job": {"tpe": slot}})
+    return jobs
+
+
+def run_tpe(
+    result_store: store.ResultStore,
+    suite_version: str,
+    workloads: Sequence[Any],
+    handles: Sequence[Any],
+    *,
+    trials: int,
+    studies: int,
+    threads: int = 2,
+    jobs: int = 1,
+    progress: bool = True,
+    **slot_options: Any,
+) -> SweepSummary:
+    """The ``tuned`` ruleset with Optuna's TPE: ``studies`` studies of ``trials`` trials per pair, one global
+    trial budget per study shared by every worker."""
+    t0 = time.perf_counter()
+    entries = tpe_slots(suite_version, workloads, handles, trials=trials, studies=studies, **slot_options)
+    names = sorted({e["study"] for e in entries})
+    done_before = sum(len(result_store.completed(n)) for n in names)
+    added = workqueue.enqueue(result_store, entries)
+    execute(result_store, names, added, threads=threads, jobs=jobs, progress=progress, desc="bench tune (tpe)")
+    summary = SweepSummary(planned=len(entries), skipped=min(done_before, len(entries)))
+    for n in names:
+        for t in result_store.completed(n).values():
+            if t.user_attrs.get("key") in {e["key"] for e in entries if e["study"] == n}:
+                summary.statuses[t.user_attrs["result"]["status"]] += 1
+    summary.ran = sum(summary.statuses.values()) - summary.skipped
+    summary.failed = len(entries) - sum(summary.statuses.values())
     summary.wall_time = time.perf_counter() - t0
     return summary

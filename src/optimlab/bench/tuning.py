@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import registry as R
-from . import adapters, runner
+from . import adapters, datacache, runner
 from . import workloads as W
 
 RULESETS = ("defaults", "tuned")
+#: the defaults ruleset runs max_steps × 1.5 (benchmark.md §6.3); runs at another factor are a named variant
+DEFAULTS_BUDGET = 1.5
 SAMPLERS = ("qmc", "tpe")
 
 
@@ -146,7 +148,7 @@ def _base_meta(
         "ruleset": ruleset,
         "workload": workload.id,
         "workload_hash": workload.code_hash(),
-        "data_hash": workload.data_hash(smoke),
+        "data_hash": datacache.data_hash(workload, smoke),
         "algorithm": handle.id,
         "library": handle.library,
         "library_version": handle.library_version,
@@ -173,11 +175,16 @@ def _cell(
     params: Mapping[str, Any] | None = None,
     dists: Mapping[str, Any] | None = None,
     stop_at_target: bool = True,
+    budget_unit: str = runner.DEFAULT_BUDGET_UNIT,
+    fixed: Mapping[str, Any] | None = None,
+    tuned_extra: Sequence[str] = (),
 ) -> Cell:
     from . import store
 
     meta = _base_meta(suite_version, ruleset, workload, handle, smoke)
     meta.update(seed=seed, study=study, trial=trial, budget_factor=budget_factor, overrides=dict(hparams))
+    meta.update(budget_unit=budget_unit, fixed=dict(fixed if fixed is not None else hparams))
+    meta["tuned_extra"] = sorted(tuned_extra)
     if not stop_at_target:
         meta["stop_at_target"] = False
     key = cell_key(
@@ -190,9 +197,12 @@ def _cell(
         study=study,
         trial=trial,
         device=device,
+        budget_unit=budget_unit,
         **({} if stop_at_target else {"stop_at_target": False}),
     )
-    spec = runner.TrialSpec(handle.id, workload.id, seed, dict(hparams), smoke, budget_factor, device, stop_at_target)
+    spec = runner.TrialSpec(
+        handle.id, workload.id, seed, dict(hparams), smoke, budget_factor, device, stop_at_target, budget_unit
+    )
     name = store.study_name(suite_version, ruleset, workload.id, handle.id, study)
     return Cell(key, name, spec, meta, dict(params or {}), dict(dists or {}))
 
@@ -229,11 +239,12 @@ def plan_defaults(
     seeds: int,
     smoke: bool = False,
     hparams: Mapping[str, Any] | None = None,
-    budget_factor: float = 1.0,
+    budget_factor: float = DEFAULTS_BUDGET,
     device: str = "cpu",
     ruleset: str = "defaults",
     seed_list: Sequence[int] | None = None,
     stop_at_target: bool = True,
+    budget_unit: str = runner.DEFAULT_BUDGET_UNIT,
 ) -> list[Cell]:
     """Cells of the ``defaults`` ruleset, ordered seed-major so that a partial sweep covers every pair (pairs in
     :func:`left_out` excluded, as in every plan)."""
@@ -252,6 +263,7 @@ def plan_defaults(
             study=None,
             trial=None,
             stop_at_target=stop_at_target,
+            budget_unit=budget_unit,
         )
         for seed in (seed_list if seed_list is not None else range(seeds))
         for w in workloads
@@ -283,6 +295,7 @@ def plan_quasirandom(
     ruleset: str = "tuned",
     stop_at_target: bool = True,
     spaces: Mapping[str, Mapping[str, R.SearchDim]] | None = None,
+    budget_unit: str = runner.DEFAULT_BUDGET_UNIT,
 ) -> list[Cell]:
     """Cells of the ``tuned`` ruleset with the quasi-random (Halton) sampler (``spaces`` replaces the registry
     search space of the optimizers it names)."""
@@ -315,6 +328,9 @@ def plan_quasirandom(
                             params=params,
                             dists=dists,
                             stop_at_target=stop_at_target,
+                            budget_unit=budget_unit,
+                            fixed=fixed or {},
+                            tuned_extra=list(extra_space or ()),
                         )
                     )
     # trial-major order: an interrupted sweep has tried the first points everywhere
@@ -335,13 +351,14 @@ def tpe_cell(
     extra_space: Mapping[str, R.SearchDim] | None = None,
     budget_factor: float = 1.0,
     device: str = "cpu",
+    budget_unit: str = runner.DEFAULT_BUDGET_UNIT,
 ) -> Cell:
     """The cell for TPE trial ``trial`` of a study, once Optuna has proposed ``params``."""
     space = tuning_space(handle, extra_space)
     hp = {**(fixed or {}), **to_hparams(space, params)}
     return _cell(
         suite_version,
-        "tuned",
+        "tuned-tpe",
         workload,
         handle,
         smoke=smoke,
@@ -353,6 +370,9 @@ def tpe_cell(
         trial=trial,
         params=params,
         dists=distributions(space),
+        budget_unit=budget_unit,
+        fixed=fixed or {},
+        tuned_extra=list(extra_space or ()),
     )
 
 

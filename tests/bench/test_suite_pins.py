@@ -1,0 +1,42 @@
+"""The core suite's targets, budgets and workload code are pinned to its version: changing any of them without
+bumping ``CORE_VERSION`` (results across versions are not comparable, benchmark.md §6.4) fails here. To bump:
+change ``CORE_VERSION``, re-run the calibration, and add the new version's pins below (keep the old ones)."""
+
+from __future__ import annotations
+
+import pytest
+
+from optimlab.bench import workloads as W
+
+#: suite version -> workload -> (target, sha256 of the workload's code (16 hex digits), max_steps)
+PINS = {
+    "core-v1": {
+        "quad_noisy": (0.001, "383c4a7f4838e883", 4000),
+        "rosenbrock50": (1e-06, "73db01c8df0fccbf", 15000),
+        "logreg_illcond": (0.001, "ab9bf75b7eb7fd38", 15000),
+        "mlp_mnist1d": (0.871, "fa66599338e50bb8", 4500),
+        "cnn1d_mnist1d": (0.935, "fa66599338e50bb8", 4500),
+        "ae_digits": (0.00245, "579ba13e7cd8c057", 4500),
+        "charlm_gpt": (2.01, "94e5546ae243a9f9", 900),
+        "lstm_adding": (0.00273, "c7a41986d9996e2f", 2000),
+        "grok_modadd": (0.965, "ea48f8d6e8982dd2", 1200),
+        "labelnoise_cnn": (0.914, "fa66599338e50bb8", 3000),
+        "heavytail_linreg": (0.01, "844b913ab763a40f", 3000),
+        "deep_matfac": (2e-06, "58f8b224ff425d39", 4500),
+    }
+}
+
+
+def test_the_current_version_is_pinned():
+    assert W.CORE_VERSION in PINS, f"add the pins of {W.CORE_VERSION} (see the module docstring)"
+    assert set(PINS[W.CORE_VERSION]) == {w.id for w in W.all_workloads()}
+
+
+@pytest.mark.parametrize("workload", [w.id for w in W.all_workloads()])
+def test_target_code_and_budget_match_the_suite_version(workload):
+    w = W.get(workload)
+    target, code, max_steps = PINS[W.CORE_VERSION][workload]
+    bump = f"{workload} changed: bump CORE_VERSION ({W.CORE_VERSION}) and recalibrate"
+    assert w.target == target, bump
+    assert w.code_hash() == code, bump
+    assert w.budget.max_steps == max_steps, bump
