@@ -155,12 +155,12 @@ class AlgorithmSpec:
             # a wrapper on another base: keep the wrapper's own defaults, the new base brings its paper defaults
             own = set(getattr(self.cls, "hyperparameters", {})) | {"base"}
             defaults = {k: v for k, v in defaults.items() if k in own}
-        return self.cls(params, **{**defaults, **_fold_betas(overrides, defaults)})
+        return self.cls(params, **{**defaults, **fold_betas(overrides, {**constructor_defaults(self.cls), **defaults})})
 
     def state_bytes(self, shape: tuple[int, ...], dtype: torch.dtype = torch.float32, **hparams: Any) -> int:
         """Analytic optimizer-state bytes for one parameter of this shape and dtype under these hyperparameters
         (the paper's defaults where not given). The test matrix checks it against the measured bytes."""
-        hp = {**self.defaults, **_fold_betas(hparams, self.defaults)}
+        hp = {**self.defaults, **fold_betas(hparams, self.defaults)}
         if self.state_formula is not None:
             return int(self.state_formula(tuple(shape), dtype, hp))
         return dense_state_bytes(shape, dtype, self.state_tensors)
@@ -185,15 +185,21 @@ def dense_state_bytes(shape: tuple[int, ...], dtype: torch.dtype, tensors: float
     return int(math.ceil(tensors * numel)) * compute_dtype(dtype).itemsize + 4
 
 
-def _fold_betas(overrides: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """Accept ``beta1=…``/``beta2=…``/``beta3=…`` as overrides of the ``betas`` tuple (handy for tuning)."""
+def fold_betas(overrides: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Accept ``beta1=…``/``beta2=…``/``beta3=…`` as overrides of the ``betas`` tuple (tuning samples one β at a
+    time). A name that is itself an argument (``defaults`` holds it, e.g. Prodigy's ``beta3``) is left alone; an
+    index beyond the tuple raises ``ValueError`` naming it."""
     out = dict(overrides)
-    keys = [k for k in ("beta1", "beta2", "beta3") if k in out]
-    if keys and "betas" in defaults:
-        betas = list(out.get("betas", defaults["betas"]))
-        for k in keys:
-            betas[int(k[-1]) - 1] = out.pop(k)
-        out["betas"] = tuple(betas)
+    keys = [k for k in ("beta1", "beta2", "beta3") if k in out and k not in defaults]
+    if not keys or ("betas" not in out and "betas" not in defaults):
+        return out
+    betas = list(out.get("betas", defaults.get("betas")))
+    for k in keys:
+        index = int(k[-1]) - 1
+        if index >= len(betas):
+            raise ValueError(f"{k}: the optimizer's betas have {len(betas)} entries")
+        betas[index] = out.pop(k)
+    out["betas"] = tuple(betas)
     return out
 
 

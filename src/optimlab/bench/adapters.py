@@ -75,7 +75,7 @@ class AlgorithmHandle:
     def resolved_hparams(self, hparams: Mapping[str, Any]) -> dict[str, Any]:
         """The full hyperparameters a run uses (defaults overridden, ``beta1``/``beta2`` folded into betas)."""
         merged = dict(self.defaults)
-        merged.update(_fold_betas(dict(hparams), merged))
+        merged.update(R.fold_betas(hparams, merged))
         return merged
 
 
@@ -214,20 +214,6 @@ def signature_search_space(signature: inspect.Signature) -> dict[str, R.SearchDi
     return space
 
 
-def _fold_betas(hparams: dict[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
-    keys = [k for k in ("beta1", "beta2", "beta3") if k in hparams]
-    if not keys:
-        return hparams
-    betas = list(hparams.get("betas", defaults.get("betas", (0.9, 0.999))))
-    for k in keys:
-        index = int(k[-1]) - 1
-        while len(betas) <= index:
-            betas.append(0.0)
-        betas[index] = hparams.pop(k)
-    hparams["betas"] = tuple(betas)
-    return hparams
-
-
 def foreign_factory_with_betas(handle: AlgorithmHandle) -> Callable[..., torch.optim.Optimizer]:
     """A factory that folds ``beta1``/``beta2`` into ``betas`` using the class's own default betas."""
     cls = handle.factory
@@ -235,7 +221,7 @@ def foreign_factory_with_betas(handle: AlgorithmHandle) -> Callable[..., torch.o
     default_betas = signature.parameters["betas"].default if "betas" in signature.parameters else (0.9, 0.999)
 
     def make(params, **hparams):
-        return cls(params, **_fold_betas(hparams, {"betas": default_betas}))
+        return cls(params, **R.fold_betas(hparams, {"betas": default_betas}))
 
     return make
 
