@@ -110,42 +110,39 @@ class WSD(_ClosedForm):
         return self.final_lr_ratio + (1.0 - self.final_lr_ratio) * d
 
 
-class WarmupLinear(WSD):
+class _WarmupThenDecay(WSD):
+    """Linear warm-up over ``warmup_steps``, then the class's decay shape down to ``final_lr_ratio`` × the peak at
+    ``total_steps`` (a WSD schedule with no stable phase)."""
+
+    shape: str
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        total_steps: int,
+        warmup_steps: int = 0,
+        final_lr_ratio: float = 0.0,
+        last_epoch: int = -1,
+    ) -> None:
+        _check_int("total_steps", total_steps, 1)
+        _check_int("warmup_steps", warmup_steps, 0)
+        super().__init__(
+            optimizer, total_steps, warmup_steps, total_steps - warmup_steps, self.shape, final_lr_ratio, last_epoch
+        )
+
+
+class WarmupLinear(_WarmupThenDecay):
     """Linear warm-up over ``warmup_steps``, then linear decay to ``final_lr_ratio`` × the peak at ``total_steps``:
     η_t = η₀(1 − t/T) after warm-up, the schedule of Defazio et al. (2023), arXiv:2310.07831 (seed #225)."""
 
-    def __init__(
-        self,
-        optimizer: torch.optim.Optimizer,
-        total_steps: int,
-        warmup_steps: int = 0,
-        final_lr_ratio: float = 0.0,
-        last_epoch: int = -1,
-    ) -> None:
-        _check_int("total_steps", total_steps, 1)
-        _check_int("warmup_steps", warmup_steps, 0)
-        super().__init__(
-            optimizer, total_steps, warmup_steps, total_steps - warmup_steps, "linear", final_lr_ratio, last_epoch
-        )
+    shape = "linear"
 
 
-class WarmupCosine(WSD):
+class WarmupCosine(_WarmupThenDecay):
     """Linear warm-up over ``warmup_steps``, then half-cosine decay to ``final_lr_ratio`` × the peak at
     ``total_steps`` (SGDR without restarts, Loshchilov & Hutter, 2017, arXiv:1608.03983)."""
 
-    def __init__(
-        self,
-        optimizer: torch.optim.Optimizer,
-        total_steps: int,
-        warmup_steps: int = 0,
-        final_lr_ratio: float = 0.0,
-        last_epoch: int = -1,
-    ) -> None:
-        _check_int("total_steps", total_steps, 1)
-        _check_int("warmup_steps", warmup_steps, 0)
-        super().__init__(
-            optimizer, total_steps, warmup_steps, total_steps - warmup_steps, "cosine", final_lr_ratio, last_epoch
-        )
+    shape = "cosine"
 
 
 class MultiplierSchedule(_ClosedForm):
