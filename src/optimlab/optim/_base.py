@@ -291,9 +291,9 @@ class Optimizer(torch.optim.Optimizer):
         in_graph = self.compile or traced
         if slots and (custom_prepare or not (in_graph and self.nonfinite == "skip")):
             slots = self._screen(slots, [s.grad for s in slots], "gradient")
-        if custom_prepare:
-            if slots:
-                slots = self.prepare(slots, loss, extras, closure)
+        if custom_prepare and slots:
+            slots = self.prepare(slots, loss, extras, closure)
+        if self.requires_closure:  # only a closure's backward can leave a graph on the gradients
             self._detach_grads()
         if slots:
             self._apply(slots, traced)
@@ -403,8 +403,8 @@ class Optimizer(torch.optim.Optimizer):
                     self._write_back(s.p, s.work, s.state["step"])
 
     def _detach_grads(self) -> None:
-        """Drop the autograd graph the gradients may carry after a whole-model step (frees the double-backward
-        graph and breaks the parameter ↔ gradient reference cycle that ``backward(create_graph=True)`` makes)."""
+        """Drop the autograd graph the gradients may carry after a closure's ``backward(create_graph=True)``
+        (frees the double-backward graph and breaks the parameter ↔ gradient reference cycle it makes)."""
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None and p.grad.grad_fn is not None:
