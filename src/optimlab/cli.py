@@ -9,8 +9,12 @@ import sys
 import time
 from collections.abc import Sequence
 
-from . import registry, routing
-from .training import capabilities
+#: sub-packages that add their own sub-commands (``register(subparsers)`` in ``optimlab.<name>.cli``), with the
+#: line ``optimlab --help`` shows for them: a sub-package's CLI module is imported only when its command runs
+SUBPACKAGE_COMMANDS = {
+    "bench": "benchmark optimizers on the workload suite",
+    "claims": "run the executable claims of the seed papers",
+}
 
 
 def _fmt_value(v) -> str:
@@ -23,6 +27,9 @@ def _fmt_value(v) -> str:
 
 def catalogue_rows(family: str | None = None) -> list[dict[str, str]]:
     """One row per registered algorithm: the fields `optimlab list` prints."""
+    from . import registry
+    from .training import capabilities
+
     rows = []
     for s in registry.specs(family):
         paper = s.paper
@@ -55,6 +62,11 @@ def render_table(rows: list[dict[str, str]], markdown: bool = False) -> str:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from . import registry
+
+    if args.family is not None and args.family not in registry.families():
+        print(f"optimlab: unknown family {args.family!r}; known: {', '.join(registry.families())}", file=sys.stderr)
+        return 2
     print(render_table(catalogue_rows(args.family), markdown=args.markdown))
     if not args.markdown:
         print(f"\n{len(registry.available(args.family))} algorithms; `optimlab list --markdown` for a Markdown table")
@@ -64,6 +76,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Train the same small MLP on a generated regression task with several optimizers; print a comparison."""
     import torch
+
+    from . import registry, routing
 
     names = args.optimizers.split(",")
     for name in names:
@@ -106,31 +120,50 @@ def _register_missing_extra(sub, command: str, missing: str) -> None:
     p.set_defaults(func=fail)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_list(sub) -> None:
+    p = sub.add_parser("list", help="print the algorithm catalogue")
+    p.add_argument("--family", default=None, help="only this family (e.g. adam, sharpness; see the family column)")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.set_defaults(func=_cmd_list)
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="train a small model with several optimizers and compare")
+    p.add_argument("--optimizers", default="sgd,adamw,lion,ademamix,grams,adabelief")
+    p.add_argument("--steps", type=int, default=300)
+    p.set_defaults(func=_cmd_demo)
+
+
+def _add_subpackage(sub, module: str) -> None:
+    """The sub-commands of ``optimlab.<module>.cli``, or a stub that says which extra is missing."""
+    try:
+        sub_cli = importlib.import_module(f"optimlab.{module}.cli")
+    except ModuleNotFoundError as e:
+        if e.name in (f"optimlab.{module}", f"optimlab.{module}.cli"):
+            return
+        _register_missing_extra(sub, module, e.name)  # e.g. optuna without the [bench] extra
+        return
+    sub_cli.register(sub)
+
+
+def build_parser(load: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``optimlab`` parser. ``load``: the sub-packages whose CLI modules are imported (default: all); the
+    others get a one-line entry, enough for ``optimlab --help`` (which then imports nothing heavy)."""
     parser = argparse.ArgumentParser(prog="optimlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_list = sub.add_parser("list", help="print the algorithm catalogue")
-    p_list.add_argument("--family", default=None, help=f"one of: {', '.join(registry.families())}")
-    p_list.add_argument("--markdown", action="store_true", help="print a Markdown table")
-    p_list.set_defaults(func=_cmd_list)
-    p_demo = sub.add_parser("demo", help="train a small model with several optimizers and compare")
-    p_demo.add_argument("--optimizers", default="sgd,adamw,lion,ademamix,grams,adabelief")
-    p_demo.add_argument("--steps", type=int, default=300)
-    p_demo.set_defaults(func=_cmd_demo)
-    for module in ("bench", "claims"):  # sub-packages add their own sub-commands
-        try:
-            sub_cli = importlib.import_module(f"optimlab.{module}.cli")
-        except ModuleNotFoundError as e:
-            if e.name in (f"optimlab.{module}", f"optimlab.{module}.cli"):
-                continue
-            _register_missing_extra(sub, module, e.name)  # e.g. optuna without the [bench] extra
-            continue
-        sub_cli.register(sub)
+    _add_list(sub)
+    _add_demo(sub)
+    for module, line in SUBPACKAGE_COMMANDS.items():
+        if load is None or module in load:
+            _add_subpackage(sub, module)
+        else:
+            sub.add_parser(module, help=line, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(load=[a for a in argv[:1] if a in SUBPACKAGE_COMMANDS]).parse_args(argv)
     try:
         return args.func(args)
     except KeyError as e:  # unknown algorithm names
