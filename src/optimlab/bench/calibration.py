@@ -113,7 +113,8 @@ def calibrate(
     echo=print,
 ) -> dict[str, dict[str, Any]]:
     """Run the procedure; returns workload id -> proposal (target, step_hint, max_steps, evidence)."""
-    cells = tuning.plan_quasirandom(
+    run = {"threads": threads, "jobs": jobs, "progress": progress}
+    search = tuning.plan_quasirandom(
         suite_version,
         workloads,
         handles,
@@ -125,34 +126,10 @@ def calibrate(
         stop_at_target=False,
         spaces=CALIBRATION_SPACES,
     )
-    summary = sweep.run_cells(result_store, cells, threads=threads, jobs=jobs, progress=progress)
-    echo(f"calibration search: {summary.line()}")
-    records = _current(result_store, suite_version, workloads)
-    handle_ids = {h.id for h in handles}
-    chosen = []
-    for w in workloads:
-        hint = step_hint_for(w, smoke, budget_factor)
-        rs = [r for r in records if r["ruleset"] == "calibration" and r["workload"] == w.id]
-        rs = [r for r in rs if r["algorithm"] in handle_ids]
-        if rs:
-            best = min(rs, key=lambda r: _rank_key(r, w, hint))
-            chosen.append((w, next(h for h in handles if h.id == best["algorithm"]), best, hint))
-    seed_cells = []
-    for w, handle, best, _ in chosen:
-        seed_cells += tuning.plan_defaults(
-            suite_version,
-            [w],
-            [handle],
-            seeds=seeds,
-            smoke=smoke,
-            hparams=best["overrides"],
-            budget_factor=budget_factor,
-            ruleset="calibration-seeds",
-            seed_list=range(100, 100 + seeds),
-            stop_at_target=False,
-        )
-    summary = sweep.run_cells(result_store, seed_cells, threads=threads, jobs=jobs, progress=progress)
-    echo(f"calibration seeds: {summary.line()}")
+    echo(f"calibration search: {sweep.run_cells(result_store, search, **run).line()}")
+    chosen = _choose(_current(result_store, suite_version, workloads), workloads, handles, smoke, budget_factor)
+    reruns = _seed_cells(suite_version, chosen, seeds=seeds, smoke=smoke, budget_factor=budget_factor)
+    echo(f"calibration seeds: {sweep.run_cells(result_store, reruns, **run).line()}")
     records = _current(result_store, suite_version, workloads)
     proposals: dict[str, dict[str, Any]] = {}
     for w, handle, best, hint in chosen:
@@ -164,36 +141,92 @@ def calibrate(
             and r["algorithm"] == handle.id
             and r.get("overrides") == best["overrides"]
         ]
-        if not rs:
-            continue
-        by_hint = np.array([best_by(r, w, hint) for r in rs], dtype=float)
-        if target_kind(w) == "precision":
-            target = w.target
-        else:
-            # the value at least ``hit_fraction`` of the seeds reach by the hint (an order statistic)
-            if w.higher_is_better:
-                relaxed = float(np.quantile(by_hint, 1 - hit_fraction, method="lower"))
-            else:
-                relaxed = float(np.quantile(by_hint, hit_fraction, method="higher"))
-            target = _round_sig(relaxed, 3, up=not w.higher_is_better) if math.isfinite(relaxed) else w.target
-        reach = [first_hit(r, w, target) for r in rs]
-        every = w.budget_for(smoke).eval_every
-        median_reach = float(np.median(reach))
-        proposals[w.id] = {
-            "kind": target_kind(w),
-            "target": target,
-            "current_target": w.target,
-            "median_by_hint": float(np.median(by_hint)),
-            "per_seed_by_hint": by_hint.tolist(),
-            "hit_fraction_by_hint": float(np.mean([s <= hint for s in reach])),
-            "median_steps_to_target": median_reach if math.isfinite(median_reach) else None,
-            "step_hint": hint,
-            "max_steps": w.budget_for(smoke).scaled(budget_factor).max_steps,
-            "eval_every": every,
-            "optimizer": handle.id,
-            "hparams": best["overrides"],
-        }
+        if rs:
+            proposals[w.id] = _proposal(w, handle, best, hint, rs, hit_fraction, smoke, budget_factor)
     return proposals
+
+
+_Choice = tuple[W.Workload, adapters.AlgorithmHandle, dict[str, Any], int]
+
+
+def _choose(
+    records: list[dict],
+    workloads: Sequence[W.Workload],
+    handles: Sequence[adapters.AlgorithmHandle],
+    smoke: bool,
+    budget_factor: float,
+) -> list[_Choice]:
+    """Step 1's winner per workload: (workload, its optimizer, its search run, the step hint)."""
+    handle_ids = {h.id for h in handles}
+    chosen = []
+    for w in workloads:
+        hint = step_hint_for(w, smoke, budget_factor)
+        rs = [r for r in records if r["ruleset"] == "calibration" and r["workload"] == w.id]
+        rs = [r for r in rs if r["algorithm"] in handle_ids]
+        if rs:
+            best = min(rs, key=lambda r: _rank_key(r, w, hint))
+            chosen.append((w, next(h for h in handles if h.id == best["algorithm"]), best, hint))
+    return chosen
+
+
+def _seed_cells(
+    suite_version: str, chosen: list[_Choice], *, seeds: int, smoke: bool, budget_factor: float
+) -> list[tuning.Cell]:
+    """Step 2's reruns: each winning configuration on ``seeds`` fresh seeds (100, 101, ...), to the full budget."""
+    cells = []
+    for w, handle, best, _ in chosen:
+        cells += tuning.plan_defaults(
+            suite_version,
+            [w],
+            [handle],
+            seeds=seeds,
+            smoke=smoke,
+            hparams=best["overrides"],
+            budget_factor=budget_factor,
+            ruleset="calibration-seeds",
+            seed_list=range(100, 100 + seeds),
+            stop_at_target=False,
+        )
+    return cells
+
+
+def _proposal(
+    w: W.Workload,
+    handle: adapters.AlgorithmHandle,
+    best: dict[str, Any],
+    hint: int,
+    rs: list[dict],
+    hit_fraction: float,
+    smoke: bool,
+    budget_factor: float,
+) -> dict[str, Any]:
+    """Steps 2–3 for one workload from the seed reruns ``rs``: the target and its evidence."""
+    by_hint = np.array([best_by(r, w, hint) for r in rs], dtype=float)
+    if target_kind(w) == "precision":
+        target = w.target
+    else:
+        # the value at least ``hit_fraction`` of the seeds reach by the hint (an order statistic)
+        if w.higher_is_better:
+            relaxed = float(np.quantile(by_hint, 1 - hit_fraction, method="lower"))
+        else:
+            relaxed = float(np.quantile(by_hint, hit_fraction, method="higher"))
+        target = _round_sig(relaxed, 3, up=not w.higher_is_better) if math.isfinite(relaxed) else w.target
+    reach = [first_hit(r, w, target) for r in rs]
+    median_reach = float(np.median(reach))
+    return {
+        "kind": target_kind(w),
+        "target": target,
+        "current_target": w.target,
+        "median_by_hint": float(np.median(by_hint)),
+        "per_seed_by_hint": by_hint.tolist(),
+        "hit_fraction_by_hint": float(np.mean([s <= hint for s in reach])),
+        "median_steps_to_target": median_reach if math.isfinite(median_reach) else None,
+        "step_hint": hint,
+        "max_steps": w.budget_for(smoke).scaled(budget_factor).max_steps,
+        "eval_every": w.budget_for(smoke).eval_every,
+        "optimizer": handle.id,
+        "hparams": best["overrides"],
+    }
 
 
 def _current(result_store: store.ResultStore, suite_version: str, workloads: Sequence[W.Workload]) -> list[dict]:
