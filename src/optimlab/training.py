@@ -81,15 +81,22 @@ def create_graph_warning_silenced() -> Iterator[None]:
         yield
 
 
-def train_step(optimizer: torch.optim.Optimizer, loss_fn: Callable[[], Tensor | tuple[Tensor, Any]]) -> Tensor:
-    """One step of ``optimizer`` on ``loss_fn()``; returns the (detached) loss before the step.
+def train_step(
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[], Tensor | tuple[Tensor, Any]],
+    *,
+    needs: Capabilities | None = None,
+) -> Tensor:
+    """One step of ``optimizer`` on ``loss_fn()``; returns the (detached) loss before the step (NaN if the
+    optimizer never evaluated its closure).
 
     ``loss_fn`` runs the forward pass and returns the loss, or ``(loss, logits)``: optimizers that estimate
     curvature from the logits get them (with the forward graph kept only on the steps that use it); every other
     optimizer ignores them. The step goes through a closure where the optimizer needs one, with
     ``create_graph=True`` where it needs Hessian-vector products (the gradients, which then carry a graph, are
-    dropped after the step)."""
-    needs = capabilities(optimizer)
+    dropped after the step). ``needs`` overrides :func:`capabilities` (for another library's optimizer whose
+    class does not say what it needs, e.g. ``torch.optim.LBFGS``'s closure)."""
+    needs = capabilities(optimizer) if needs is None else needs
     if needs.head_tail:
         raise TypeError(
             f"{type(optimizer).__name__} needs class-split (head, tail) losses; call its step with such a closure"
@@ -114,4 +121,4 @@ def train_step(optimizer: torch.optim.Optimizer, loss_fn: Callable[[], Tensor | 
             optimizer.step()
     if needs.hvp:
         optimizer.zero_grad(set_to_none=True)
-    return seen[0]
+    return seen[0] if seen else torch.tensor(float("nan"))

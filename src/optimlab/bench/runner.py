@@ -47,7 +47,9 @@ from typing import Any
 
 import torch
 
-from ..training import closure_backward, create_graph_warning_silenced
+from .. import training
+from ..memory import state_bytes
+from ..training import Capabilities, create_graph_warning_silenced
 from . import adapters
 from . import workloads as W
 from .scoring import HVP_COST
@@ -101,6 +103,8 @@ class TrialResult:
     initial_metric: float | None = None
     best_metric: float | None = None
     final_metric: float | None = None
+    #: bytes of optimizer state after the run (:func:`optimlab.state_bytes`: each storage once, wrapped optimizers'
+    #: state included)
     state_bytes: int = 0
     param_bytes: int = 0
     peak_rss_bytes: int = 0
@@ -260,32 +264,6 @@ def _peak_rss() -> int:
     return _rss("VmHWM:") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    """Bytes of tensors in the optimizer's state (through ``state_dict``, so wrappers count their base)."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-
-    def walk(obj: Any) -> None:
-        nonlocal total
-        if isinstance(obj, torch.Tensor):
-            key = (obj.untyped_storage().data_ptr(), obj.nbytes) if obj.device.type != "meta" else (id(obj), 0)
-            if key not in seen:
-                seen.add(key)
-                total += obj.nbytes
-        elif isinstance(obj, Mapping):
-            for v in obj.values():
-                walk(v)
-        elif isinstance(obj, (list, tuple)):
-            for v in obj:
-                walk(v)
-
-    try:
-        walk(optimizer.state_dict().get("state", {}))
-    except Exception:
-        walk(dict(optimizer.state))
-    return total
-
-
 def make_param_groups(task: W.Task, handle: adapters.AlgorithmHandle) -> list[dict[str, Any]] | list[Any]:
     """One param group per parameter type (``param_type`` key) for optimizers that accept extra group keys,
     a plain parameter list otherwise."""
@@ -301,37 +279,23 @@ def make_param_groups(task: W.Task, handle: adapters.AlgorithmHandle) -> list[di
 def train_step(
     task: W.Task, optimizer: torch.optim.Optimizer, handle: adapters.AlgorithmHandle, counter: _HvpCounter, batch: Any
 ) -> tuple[float, int]:
-    """One optimizer step on ``batch``: ``(loss before the step, gradient evaluations used)``.
+    """One optimizer step on ``batch`` by :func:`optimlab.training.train_step` with the handle's needs (closure,
+    HVPs, logits): ``(loss before the step, gradient evaluations used)``. The gradient evaluations are the forward
+    passes of the closure plus the optimizer's own gradient calls inside ``step`` (Sophia-G's backward of sampled
+    labels, counted by ``counter``); the closure's forward runs with ``counter`` paused."""
+    needs = Capabilities(closure=handle.requires_closure, hvp=handle.requires_hvp, logits=handle.requires_logits)
+    forwards = 0
 
-    Closure-requiring optimizers get a closure (zero_grad, forward, backward on the same batch) and call it
-    themselves; the others get the gradient computed here. With ``handle.requires_hvp`` the backward keeps the
-    graph (``create_graph=True``) and the gradients are dropped after the step. With ``handle.requires_logits``
-    the closure returns ``(loss, logits)``, keeping the forward graph when the optimizer's ``refresh_due()`` says
-    the step uses the logits; the optimizer's own gradient calls inside ``step`` are counted with the closure's.
-    """
-    create_graph = handle.requires_hvp
-    feed_logits = handle.requires_logits
-    losses: list[torch.Tensor] = []
-
-    def closure():
-        optimizer.zero_grad(set_to_none=True)
+    def loss_fn():
+        nonlocal forwards
+        forwards += 1
         with counter.paused():
-            loss, logits = task.loss_and_logits(batch) if feed_logits else (task.loss(batch), None)
-            closure_backward(optimizer, loss, create_graph=create_graph, logits=feed_logits)
-        losses.append(loss.detach())
-        return (loss, logits) if feed_logits else loss
+            return task.loss_and_logits(batch) if needs.logits else task.loss(batch)
 
     grads_before = counter.grads
-    if handle.requires_closure or feed_logits:
-        with counter.stepping():
-            optimizer.step(closure)
-    else:
-        closure()
-        with counter.stepping():
-            optimizer.step()
-    if create_graph:
-        optimizer.zero_grad(set_to_none=True)  # drop the graph kept alive by the gradients
-    return (float(losses[0]) if losses else float("nan")), len(losses) + counter.grads - grads_before
+    with counter.stepping():
+        loss = training.train_step(optimizer, loss_fn, needs=needs)
+    return float(loss), forwards + counter.grads - grads_before
 
 
 # ---------------------------------------------------------------------------------------------- the loop
