@@ -121,3 +121,23 @@ def test_worker_command_drains_a_queue(tmp_path, capsys):
     assert cli.main(["worker", "--storage", url, "--no-progress"]) == 0
     assert "worker: 2 runs" in capsys.readouterr().out
     assert {c.key for c in cells} == set(rs.completed(cells[0].study_name))
+
+
+def test_dry_run_estimates_from_the_shipped_costs_without_a_table(tmp_path, monkeypatch, capsys):
+    """No store, no step-cost table: the estimate is every run's budget × AdamW's shipped cost per step of its
+    workload, split over the workers; the dry run creates no file (no results directory, no data-hash cache)."""
+    from optimlab.bench import datacache, estimate
+    from optimlab.bench import workloads as W
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(datacache, "WRITE", True)  # the dry run turns it off
+    argv = ["run", "--suite", "core", "--optimizers", "adamw,sgd", "--workloads", "quad_noisy,heavytail_linreg"]
+    argv += ["--seeds", "2", "--jobs", "2", "--threads", "2", "--results", str(tmp_path / "runs"), "--dry-run"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    shipped = estimate.shipped_costs()["suites"]["core-v1"]
+    budget = {w: W.get(w).budget_for(False).scaled(cli.DEFAULTS_BUDGET).max_steps for w in shipped}
+    minutes = sum(2 * 2 * budget[w] * shipped[w] for w in ("quad_noisy", "heavytail_linreg")) / 60 / 2
+    assert f"estimate: ≤ {minutes:.1f} min with 2 worker(s)" in out
+    assert "cost per step of the 4 pairs from: shipped adamw: 4" in out and "?" not in out
+    assert list(tmp_path.iterdir()) == []

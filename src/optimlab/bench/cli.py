@@ -45,11 +45,18 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     bench.set_defaults(func=lambda args: (bench.print_help(), 2)[1])
     sub = bench.add_subparsers(dest="bench_command", metavar="{list,run,step-cost,report,calibrate,export}")
+    for add in (_add_list, _add_run, _add_worker, _add_step_cost, _add_report, _add_calibrate, _add_export):
+        add(sub)
+    return bench
 
+
+def _add_list(sub: Any) -> None:
     p = sub.add_parser("list", help="list workloads, optimizers, suites or libraries")
     p.add_argument("what", nargs="?", default="workloads", choices=("workloads", "optimizers", "suites", "libraries"))
     p.set_defaults(func=cmd_list)
 
+
+def _add_run(sub: Any) -> None:
     p = sub.add_parser("run", help="run a sweep (resumable: finished runs are skipped)")
     _common(p)
     p.add_argument("--ruleset", default="defaults", choices=("defaults", "tuned"))
@@ -82,6 +89,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
     _RUN_DEFAULTS.update({a.dest: a.default for a in p._actions})
 
+
+def _add_worker(sub: Any) -> None:
     p = sub.add_parser("worker", help="work through the runs queued in a shared store (any number, any machine)")
     _storage_args(p)
     p.add_argument("--suite", default=None, help="only runs of this suite (name or version)")
@@ -91,6 +100,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     _heartbeat_arg(p)
     p.set_defaults(func=cmd_worker)
 
+
+def _add_step_cost(sub: Any) -> None:
     p = sub.add_parser("step-cost", help="measure the per-step cost table c(optimizer, workload)")
     _common(p)
     p.add_argument("--warmup", type=int, default=20)
@@ -100,6 +111,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--hparams", default="{}", help="JSON hyperparameters to measure at (default: paper defaults)")
     p.set_defaults(func=cmd_step_cost)
 
+
+def _add_report(sub: Any) -> None:
     p = sub.add_parser("report", help="write the HTML report, a Markdown leaderboard and a JSON summary")
     _storage_args(p)
     p.add_argument("--suite", default="core", help="suite name or version to report")
@@ -111,6 +124,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--machine", default=None, help="step-cost table (machine id) to use for T")
     p.set_defaults(func=cmd_report)
 
+
+def _add_calibrate(sub: Any) -> None:
     p = sub.add_parser("calibrate", help="maintainers: propose targets and budgets (benchmark.md §6.4)")
     _common(p)
     p.set_defaults(optimizers="adamw,sgd_nesterov")
@@ -124,13 +139,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write the proposals as JSON here")
     p.set_defaults(func=cmd_calibrate)
 
+
+def _add_export(sub: Any) -> None:
     p = sub.add_parser("export", help="export every evaluation point in long format (CSV or JSONL)")
     _storage_args(p)
     p.add_argument("--suite", default=None)
     p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     p.add_argument("--out", default="-", help="output file (default stdout)")
     p.set_defaults(func=cmd_export)
-    return bench
 
 
 def _heartbeat_arg(p: argparse.ArgumentParser) -> None:
@@ -322,48 +338,15 @@ def _plan(args, version, smoke, wls, handles, hparams):
     )
 
 
-def _estimate(result_store, version: str, pairs: dict[tuple[str, str], int], jobs: int) -> list[str]:
-    """Lines estimating the wall time of the pending runs from the step-cost table: every run to its budget
-    (an upper bound: runs stop at the target) spread over ``jobs`` workers."""
-
-    tables = result_store.step_costs(version) if result_store is not None else {}
-    costs: dict[tuple[str, str], float] = {}
-    for table in tables.values():
-        for (a, w, hk), rec in table.items():
-            if hk == "":
-                costs.setdefault((a, w), rec["value"])
-    lines, total, missing = [], 0.0, 0
-    for (w, a), (n, max_steps) in sorted(pairs.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        c = costs.get((a, w))
-        if c is None:
-            others = [v for (a2, w2), v in costs.items() if w2 == w]
-            c = sorted(others)[len(others) // 2] if others else None
-            missing += 1
-        t = None if c is None else n * max_steps * c
-        total += t or 0.0
-        lines.append(f"  {w:18} {a:18} {n:4d} runs  {'?' if t is None else f'≤ {t / 60:6.1f} min'}")
-    head = f"estimate: ≤ {total / 60 / max(1, jobs):.1f} min with {jobs} worker(s) (every run to its budget)"
-    if missing:
-        head += f"; {missing} pairs have no step cost here (workload median used, '?' if none)"
-    if not tables:
-        head = "estimate: no step-cost table in the store (run `optimlab bench step-cost`); per-pair counts:"
-    return [head, *lines]
-
-
 def _dry_run(args, version, cells, jobs: int) -> int:
-    from . import sweep
-    from . import workloads as W
+    """Print the plan and its time estimate (:mod:`~optimlab.bench.estimate`); create no directory or file."""
+    from . import estimate, sweep
 
     result_store = _existing_store(args)
     pending = list(cells) if result_store is None else sweep.pending_cells(result_store, cells, args.retry_errors)
     where = mask_url(_url(args, create=False))
     print(f"{len(cells)} runs planned, {len(cells) - len(pending)} already in {where}; {len(pending)} to run")
-    pairs: dict[tuple[str, str], tuple[int, int]] = {}
-    for c in pending:
-        k = (c.meta["workload"], c.meta["algorithm"])
-        max_steps = W.get(c.spec.workload).budget_for(c.spec.smoke).scaled(c.spec.budget_factor).max_steps
-        pairs[k] = (pairs.get(k, (0, 0))[0] + 1, max_steps)
-    for line in _estimate(result_store, version, pairs, jobs):
+    for line in estimate.estimate_lines(result_store, version, estimate.pending_pairs(pending), jobs):
         print(line)
     return 0
 
@@ -394,48 +377,7 @@ def cmd_run(args) -> int:
         )
     jobs = max(1, min(args.jobs, args.threads))
     if args.ruleset == "tuned" and args.sampler == "tpe":
-        if args.dry_run:
-            n = len(wls) * len(handles) * args.studies * args.trials
-            shape = f"{len(wls)} workloads × {len(handles)} optimizers × {args.studies} × {args.trials}"
-            print(f"tpe: {n} runs at most ({shape})")
-            return 0
-        result_store = _store(args)
-        print(f"store: {result_store.display_url}", file=sys.stderr)
-        if args.enqueue_only:
-            from . import workqueue
-
-            entries = sweep.tpe_slots(
-                version,
-                wls,
-                handles,
-                trials=args.trials,
-                studies=args.studies,
-                smoke=smoke,
-                fixed=hparams,
-                tune_schedule=args.tune_schedule,
-                budget_factor=args.budget,
-                budget_unit=args.budget_unit,
-            )
-            print(f"{len(entries)} TPE slots, {workqueue.enqueue(result_store, entries)} enqueued")
-            return 0
-        summary = sweep.run_tpe(
-            result_store,
-            version,
-            wls,
-            handles,
-            trials=args.trials,
-            studies=args.studies,
-            smoke=smoke,
-            fixed=hparams,
-            tune_schedule=args.tune_schedule,
-            budget_factor=args.budget,
-            budget_unit=args.budget_unit,
-            threads=args.threads,
-            jobs=jobs,
-            progress=not args.no_progress,
-        )
-        print(summary.line())
-        return 0
+        return _run_tpe(args, version, smoke, wls, handles, hparams, jobs)
     try:
         cells = _plan(args, version, smoke, wls, handles, hparams)
     except ValueError as exc:
@@ -458,6 +400,46 @@ def cmd_run(args) -> int:
         jobs=jobs,
         progress=not args.no_progress,
         retry_errors=args.retry_errors,
+    )
+    print(summary.line())
+    return 0
+
+
+def _run_tpe(args, version, smoke, wls, handles, hparams, jobs: int) -> int:
+    """``bench run --ruleset tuned --sampler tpe``: the dry run's bound, or enqueue / run the TPE slots."""
+    from . import sweep
+
+    if args.dry_run:
+        n = len(wls) * len(handles) * args.studies * args.trials
+        shape = f"{len(wls)} workloads × {len(handles)} optimizers × {args.studies} × {args.trials}"
+        print(f"tpe: {n} runs at most ({shape})")
+        return 0
+    result_store = _store(args)
+    print(f"store: {result_store.display_url}", file=sys.stderr)
+    plan = {
+        "trials": args.trials,
+        "studies": args.studies,
+        "smoke": smoke,
+        "fixed": hparams,
+        "tune_schedule": args.tune_schedule,
+        "budget_factor": args.budget,
+        "budget_unit": args.budget_unit,
+    }
+    if args.enqueue_only:
+        from . import workqueue
+
+        entries = sweep.tpe_slots(version, wls, handles, **plan)
+        print(f"{len(entries)} TPE slots, {workqueue.enqueue(result_store, entries)} enqueued")
+        return 0
+    summary = sweep.run_tpe(
+        result_store,
+        version,
+        wls,
+        handles,
+        **plan,
+        threads=args.threads,
+        jobs=jobs,
+        progress=not args.no_progress,
     )
     print(summary.line())
     return 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -36,8 +36,12 @@ def measure(
     smoke: bool = False,
     hparams: Mapping[str, Any] | None = None,
     device: str = "cpu",
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, Any]:
-    """Amortized seconds per training step (median over repeats of the mean step time), with the per-repeat means."""
+    """Amortized seconds per training step (median over repeats of the mean step time), with the per-repeat means.
+
+    ``clock``: wall time by default; ``time.process_time`` measures this process's CPU seconds, which a loaded
+    machine inflates far less (what the shipped estimate table uses, :mod:`~optimlab.bench.estimate`)."""
     _, opt_hparams = runner.split_hparams(hparams or {})
     medians = []
     for r in range(repeats):
@@ -52,12 +56,12 @@ def measure(
             for i in range(warmup + steps):
                 if cuda:
                     torch.cuda.synchronize()
-                t0 = time.perf_counter()
+                t0 = clock()
                 runner.train_step(task, optimizer, handle, counter, task.next_batch())
                 if cuda:
                     torch.cuda.synchronize()
                 if i >= warmup:
-                    times.append(time.perf_counter() - t0)
+                    times.append(clock() - t0)
         medians.append(scoring.amortized(times))
     return {"seconds_per_step": statistics.median(medians), "repeat_means": medians}
 
@@ -86,7 +90,39 @@ def run_step_costs(
     runner.set_threads(threads)
     env = provenance.environment(threads)
     name = store.stepcost_study_name(suite_version, env["machine"])
-    done = result_store.completed(name)
+    settings = {"warmup": warmup, "steps": steps, "repeats": repeats, "hparams": dict(hparams or {})}
+    out, todo = _stored_and_todo(result_store.completed(name), suite_version, workloads, handles, env, settings, force)
+    bar = _progress_bar(len(todo), progress, "bench step-cost")
+    try:
+        for w, h, key in todo:
+            if bar is not None:
+                bar.set_description_str(f"step-cost {w.id} · {h.id}")
+            try:
+                m = measure(h, w, warmup=warmup, steps=steps, repeats=repeats, smoke=smoke, hparams=hparams)
+            except Exception as exc:  # one failing optimizer must not stop the table
+                echo(f"step-cost {h.id} on {w.id} failed: {type(exc).__name__}: {exc}")
+            else:
+                meta = _meta(suite_version, w, h, env, settings)
+                result_store.add_run(name, key=key, value=m["seconds_per_step"], meta=meta, result=m, provenance=env)
+                out[(h.id, w.id)] = m["seconds_per_step"]
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return out
+
+
+def _stored_and_todo(
+    done: Mapping[str, Any],
+    suite_version: str,
+    workloads: Sequence[W.Workload],
+    handles: Sequence[adapters.AlgorithmHandle],
+    env: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    force: bool,
+) -> tuple[dict[tuple[str, str], float], list[tuple[W.Workload, adapters.AlgorithmHandle, str]]]:
+    """The costs already in the table (``done``: key -> stored run) and the applicable pairs left to measure."""
     out: dict[tuple[str, str], float] = {}
     todo = []
     for w in workloads:
@@ -100,47 +136,32 @@ def run_step_costs(
                 workload_hash=w.code_hash(),
                 algorithm=h.id,
                 algorithm_hash=h.source_hash,
-                warmup=warmup,
-                steps=steps,
-                repeats=repeats,
                 machine=env["machine"],
-                hparams=dict(hparams or {}),
                 amortized=True,
+                **settings,
             )
             if key in done and not force:
                 out[(h.id, w.id)] = done[key].value
             else:
                 todo.append((w, h, key))
-    bar = _progress_bar(len(todo), progress, "bench step-cost")
-    try:
-        for w, h, key in todo:
-            if bar is not None:
-                bar.set_description_str(f"step-cost {w.id} · {h.id}")
-            try:
-                m = measure(h, w, warmup=warmup, steps=steps, repeats=repeats, smoke=smoke, hparams=hparams)
-            except Exception as exc:  # one failing optimizer must not stop the table
-                echo(f"step-cost {h.id} on {w.id} failed: {type(exc).__name__}: {exc}")
-                if bar is not None:
-                    bar.update(1)
-                continue
-            meta = {
-                "kind": "stepcost",
-                "suite": suite_version,
-                "workload": w.id,
-                "algorithm": h.id,
-                "library": h.library,
-                "machine": env["machine"],
-                "warmup": warmup,
-                "steps": steps,
-                "repeats": repeats,
-                "hparams": dict(hparams or {}),
-                "hparams_key": scoring.hparams_key(hparams),
-            }
-            result_store.add_run(name, key=key, value=m["seconds_per_step"], meta=meta, result=m, provenance=env)
-            out[(h.id, w.id)] = m["seconds_per_step"]
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-    return out
+    return out, todo
+
+
+def _meta(
+    suite_version: str,
+    w: W.Workload,
+    h: adapters.AlgorithmHandle,
+    env: Mapping[str, Any],
+    settings: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The stored description of one measurement."""
+    return {
+        "kind": "stepcost",
+        "suite": suite_version,
+        "workload": w.id,
+        "algorithm": h.id,
+        "library": h.library,
+        "machine": env["machine"],
+        **settings,
+        "hparams_key": scoring.hparams_key(settings["hparams"]),
+    }
