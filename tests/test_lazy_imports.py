@@ -14,11 +14,14 @@ import optimlab
 
 INIT = Path(optimlab.__file__)
 
-#: runs ``python -m optimlab ARGS`` for each ARGS in argv[1] (a JSON list) in one process and prints, per command,
-#: its exit code, whether its output names the command, and the heavy modules imported so far
+#: imports optimlab, probes it, then runs ``python -m optimlab ARGS`` for each ARGS in argv[1] (a JSON list) in one
+#: process and prints, per command, its exit code, whether its output is the command's usage, and the heavy modules
+#: imported so far
 _PROBE = """
 import contextlib, io, json, runpy, sys
 heavy = ("torch", "numpy", "optuna", "sqlalchemy", "optimlab.registry", "optimlab.bench.workloads")
+import optimlab
+assert not hasattr(optimlab, "__wrapped__")  # a tool's probe: answered without loading the registry
 out = []
 for args in json.loads(sys.argv[1]):
     sys.argv = ["optimlab", *args]

@@ -16,6 +16,7 @@ Modules (one idea each):
   heartbeats, stale runs retried, results in one transaction); :mod:`~optimlab.bench.worker` — the worker loop
   (``optimlab bench worker``); :mod:`~optimlab.bench.sweep` — a sweep: enqueue, local workers, progress;
 * :mod:`~optimlab.bench.stepcost` — the amortized per-step cost microbenchmark behind the modelled time T;
+  :mod:`~optimlab.bench.estimate` — the dry run's time estimate (step-cost table, else shipped AdamW costs);
 * :mod:`~optimlab.bench.variants` — what a run is ranked under (named variants) and which runs replace others;
   :mod:`~optimlab.bench.scoring` — S/G/T clocks, profiles, bootstrap CIs and rank intervals, honest speedups,
   miss distances, per-workload winners with ties, Holm-corrected tests;
