@@ -161,9 +161,9 @@ _CLASSES: dict[str, str] = {
 
 def __getattr__(name: str) -> Any:
     """Import a public name, an optimizer class or a submodule (``from optimlab import curvature``) on first use."""
-    module = _NAMES.get(name) or _CLASSES.get(name)
     if name.startswith("__"):  # probes by tools (``__wrapped__``, ...) must not load the registry
         raise AttributeError(f"module 'optimlab' has no attribute {name!r}")
+    module = _NAMES.get(name) or _CLASSES.get(name)
     if module is not None:
         value = getattr(importlib.import_module(module, __name__), name)
     elif importlib.util.find_spec(f"{__name__}.{name}") is not None:
