@@ -1,7 +1,7 @@
 """How long a planned sweep will take: the time estimate of ``optimlab bench run --dry-run``.
 
-Every pending run is charged its whole budget (an upper bound: runs stop at the target) at a per-step cost taken,
-in this order, from
+Every pending run is charged its whole budget (runs stop at the target, so with costs measured on this machine
+the estimate is an upper bound, ``≤``; otherwise it is an estimate, ``≈``) at a per-step cost taken, in order, from
 
 1. the store's step-cost table (``optimlab bench step-cost``): this optimizer on this workload, at the defaults;
 2. the median of the table's other optimizers on this workload;
@@ -82,8 +82,10 @@ def estimate_lines(result_store: Any, version: str, pairs: Pairs, jobs: int) -> 
         sources[source] = sources.get(source, 0) + 1
         t = None if c is None else n * max_steps * c
         total += t or 0.0
-        lines.append(f"  {w:18} {a:18} {n:4d} runs  {'?' if t is None else f'≤ {t / 60:6.1f} min'}  ({source})")
-    head = f"estimate: ≤ {total / 60 / max(1, jobs):.1f} min with {jobs} worker(s) (every run to its budget)"
+        sign = "≤" if source == "table" else "≈"
+        lines.append(f"  {w:18} {a:18} {n:4d} runs  {'?' if t is None else f'{sign} {t / 60:6.1f} min'}  ({source})")
+    sign = "≤" if set(sources) == {"table"} else "≈"
+    head = f"estimate: {sign} {total / 60 / max(1, jobs):.1f} min with {jobs} worker(s) (every run to its budget)"
     notes = [f"{k}: {sources[k]}" for k in ("table", "workload median", "shipped adamw", "?") if k in sources]
     why = [f"cost per step of the {len(pairs)} pairs from: {', '.join(notes)}"]
     if "shipped adamw" in sources:
