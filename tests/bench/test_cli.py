@@ -141,3 +141,4 @@ def test_dry_run_estimates_from_the_shipped_costs_without_a_table(tmp_path, monk
     assert f"estimate: ≈ {minutes:.1f} min with 2 worker(s)" in out  # ≈: not this machine's costs
     assert "cost per step of the 4 pairs from: shipped adamw: 4" in out and "?" not in out
     assert list(tmp_path.iterdir()) == []
+    assert datacache.WRITE  # turned off for the dry run only

@@ -352,6 +352,18 @@ def _dry_run(args, version, cells, jobs: int) -> int:
 
 
 def cmd_run(args) -> int:
+    if not args.dry_run:
+        return _cmd_run(args)
+    from . import datacache
+
+    saved, datacache.WRITE = datacache.WRITE, False  # a dry run writes no file (the data-hash cache included)
+    try:
+        return _cmd_run(args)
+    finally:
+        datacache.WRITE = saved
+
+
+def _cmd_run(args) -> int:
     from . import adapters, sweep
 
     for message in _ineffective_flags(args, _RUN_DEFAULTS):
@@ -365,10 +377,6 @@ def cmd_run(args) -> int:
     _print_left_out(wls, handles)
     if args.budget is None:
         args.budget = DEFAULTS_BUDGET if args.ruleset == "defaults" else 1.0
-    if args.dry_run:
-        from . import datacache
-
-        datacache.WRITE = False  # a dry run writes no file
     if args.ruleset == "tuned":
         n = args.studies * args.trials
         print(
