@@ -15,10 +15,14 @@ from __future__ import annotations
 import ast
 import re
 import sys
-import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -174,12 +178,20 @@ def oracles(name: str) -> list[Oracle]:
     record = db.info(name)
     tol = _matrix_tolerances()
     module = record.reference.split(":")[0].replace(".", "/") + ".py"
-    out = [Oracle(f"`{module}` (`{record.reference}`)", "tests/test_matrix.py::test_reference_parity",
-                  tol.get("test_reference_parity", ()))]
+    out = [
+        Oracle(
+            f"`{module}` (`{record.reference}`)",
+            "tests/test_matrix.py::test_reference_parity",
+            tol.get("test_reference_parity", ()),
+        )
+    ]
     if record.torch_equivalent is not None:
         out.append(
-            Oracle(f"`{record.torch_equivalent.path}`", "tests/test_matrix.py::test_torch_parity",
-                   tol.get("test_torch_parity", ()))
+            Oracle(
+                f"`{record.torch_equivalent.path}`",
+                "tests/test_matrix.py::test_torch_parity",
+                tol.get("test_torch_parity", ()),
+            )
         )
     return out + list(authors_oracles().get(name, ()))
 
@@ -193,8 +205,9 @@ def convergence_settings(name: str, problem: str) -> dict | None:
 
 def _module_imports(tree: ast.Module) -> set[str]:
     """Top-level modules a test module imports at module level (``import``, ``from``, ``importorskip``)."""
-    shell = ast.FunctionDef(name="_", args=ast.arguments([], [], None, [], [], None, []), body=tree.body,
-                            decorator_list=[])
+    shell = ast.FunctionDef(
+        name="_", args=ast.arguments([], [], None, [], [], None, []), body=tree.body, decorator_list=[]
+    )
     return _imported(shell)[0] - {
         m for node in tree.body if isinstance(node, ast.FunctionDef) for m in _imported(node)[0]
     }

@@ -11,7 +11,6 @@ import re
 import textwrap
 from pathlib import Path
 
-import optimlab
 from optimlab import registry as R
 from optimlab.conventions import fmt
 from optimlab.training import capabilities
@@ -23,8 +22,16 @@ DOCS = ROOT / "docs"
 #: the component packages (one page each, plus their API reference)
 COMPONENTS = ("schedules", "multitask", "constrained", "bilevel", "zo", "grad", "curvature")
 #: other public modules in the API reference
-API_MODULES = ("optimlab", "optimlab.training", "optimlab.routing", "optimlab.registry", "optimlab.losses",
-               "optimlab.memory", "optimlab.conventions", "optimlab.claims")
+API_MODULES = (
+    "optimlab",
+    "optimlab.training",
+    "optimlab.routing",
+    "optimlab.registry",
+    "optimlab.losses",
+    "optimlab.memory",
+    "optimlab.conventions",
+    "optimlab.claims",
+)
 #: hand-written pages of docs/ in the site's "Results and references" section, when present
 REFERENCE_PAGES = ("benchmark.md", "claims.md", "conventions.md", "compatibility.md")
 #: the shape whose state the page quotes (a 1024 × 1024 weight: matrix rules engage)
@@ -101,9 +108,9 @@ def _state(spec: R.AlgorithmSpec) -> str:
     for dtype in ("float32", "bfloat16"):
         b = spec.state_bytes(STATE_SHAPE, getattr(__import__("torch"), dtype))
         rows.append([dtype, f"{b:,}", f"{b / numel:.3g}"])
-    return f"Optimizer state of one {STATE_SHAPE[0]} × {STATE_SHAPE[1]} weight at the paper's defaults " + (
-        f"({spec.state_tensors:g} parameter-sized tensors):\n\n" + _table(["param dtype", "bytes", "bytes / param"], rows)
-    )
+    head = f"Optimizer state of one {STATE_SHAPE[0]} × {STATE_SHAPE[1]} weight at the paper's defaults"
+    table = _table(["param dtype", "bytes", "bytes / param"], rows)
+    return f"{head} ({spec.state_tensors:g} parameter-sized tensors):\n\n{table}"
 
 
 def _capabilities(spec: R.AlgorithmSpec) -> str:
@@ -115,8 +122,11 @@ def _capabilities(spec: R.AlgorithmSpec) -> str:
         ["logits", yes[cap.logits], "the closure returns `(loss, logits)`"],
         ["class-split losses", yes[cap.head_tail], "the closure returns `(head_loss, tail_loss)`"],
         ["complex parameters", yes[bool(getattr(spec.cls, "supports_complex", False))], ""],
-        ["FSDP2 (DTensor)", "tested" if not cap.closure else "not tested", "`tests/test_fsdp2.py` runs every "
-         "optimizer that steps without a closure against one process"],
+        [
+            "FSDP2 (DTensor)",
+            "tested" if not cap.closure else "not tested",
+            "`tests/test_fsdp2.py` runs every optimizer that steps without a closure against one process",
+        ],
         ["`compile=True`", "tested", "`tests/test_matrix.py::test_compiled_matches_eager_without_recompiling`"],
     ]
     return _table(["capability", "", "meaning"], rows) + (
@@ -219,7 +229,7 @@ def algorithm_page(name: str, plot: str | None) -> str:
     parts = [
         f"# {cls.__name__} (`{name}`)",
         f"{spec.summary}\n\nFamily: `{spec.family}` · class `optimlab.{cls.__name__}` · "
-        f"`optimlab.create(\"{name}\", params)`",
+        f'`optimlab.create("{name}", params)`',
         "## Paper",
         _paper(spec),
         "## Update rule",
@@ -259,8 +269,16 @@ def catalogue_page() -> str:
         cap = capabilities(spec)
         need = ", ".join(k for k in ("closure", "hvp", "logits", "head_tail") if getattr(cap, k)) or ""
         p = spec.paper
-        rows.append([f"[{spec.cls.__name__}]({spec.name}.md)", f"`{spec.name}`", spec.family,
-                     f"{p.authors} {p.year}", f"{spec.state_tensors:g}", need])
+        rows.append(
+            [
+                f"[{spec.cls.__name__}]({spec.name}.md)",
+                f"`{spec.name}`",
+                spec.family,
+                f"{p.authors} {p.year}",
+                f"{spec.state_tensors:g}",
+                need,
+            ]
+        )
     return (
         "# Algorithms\n\nEvery registered algorithm (`optimlab.available()`), one generated page each: paper, "
         "update rule, defaults, conventions, evidence, state memory, capabilities, trajectories, benchmark row, "
@@ -324,7 +342,6 @@ def summary(guides: list[Path]) -> str:
     lines += ["* Results and references"]
     lines += [f"    * [{title_of(DOCS / p)}]({p})" for p in REFERENCE_PAGES if (DOCS / p).exists()]
     lines += ["* API reference"]
-    lines += [f"    * [{m}](api/{m.removeprefix('optimlab.')}.md)"
-              for m in API_MODULES]
+    lines += [f"    * [{m}](api/{m.removeprefix('optimlab.')}.md)" for m in API_MODULES]
     lines += [f"    * [optimlab.{pkg}](api/{pkg}.md)" for pkg in COMPONENTS]
     return "\n".join(lines) + "\n"
