@@ -6,10 +6,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-import time
 from collections.abc import Sequence
 
-from . import registry, routing
+from . import registry
 from .training import capabilities
 
 
@@ -62,37 +61,16 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """Train the same small MLP on a generated regression task with several optimizers; print a comparison."""
-    import torch
+    """Train a small MLP with several optimizers, print the final losses and write the loss curves."""
+    from pathlib import Path
 
-    names = args.optimizers.split(",")
-    for name in names:
-        registry.spec(name)  # fail early on unknown names
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(512, 16, generator=g)
-    w_true = torch.randn(16, 1, generator=g)
-    y = torch.tanh(x @ w_true) + 0.05 * torch.randn(512, 1, generator=g)
+    from . import demo
+
     print(f"demo: 2-layer MLP on a generated regression task, {args.steps} full-batch steps, paper defaults\n")
-    rows = []
-    for name in names:
-        torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1))
-        spec = registry.spec(name)
-        opt = registry.create(name, routing.param_groups(model, weight_decay=spec.defaults.get("weight_decay", 0.0)))
-        start = time.perf_counter()
-        loss = torch.tensor(float("nan"))
-        for _ in range(args.steps):
-
-            def closure(opt=opt, model=model):
-                opt.zero_grad()
-                out = torch.nn.functional.mse_loss(model(x), y)
-                out.backward()
-                return out
-
-            loss = opt.step(closure)
-        elapsed = time.perf_counter() - start
-        rows.append({"optimizer": name, "final loss": f"{loss.item():.5f}", "seconds": f"{elapsed:.2f}"})
+    runs, plot = demo.run(args.optimizers.split(","), args.steps, Path(args.out))
+    rows = [{"optimizer": r.name, "final loss": f"{r.losses[-1]:.5f}", "seconds": f"{r.seconds:.2f}"} for r in runs]
     print(render_table(rows))
+    print(f"\nloss curves: {plot.resolve()}")
     return 0
 
 
@@ -115,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.set_defaults(func=_cmd_list)
     p_demo = sub.add_parser("demo", help="train a small model with several optimizers and compare")
     p_demo.add_argument("--optimizers", default="sgd,adamw,lion,ademamix,grams,adabelief")
+    p_demo.add_argument("--out", default="runs/demo/losses", help="plot path; .png with matplotlib, else .svg")
     p_demo.add_argument("--steps", type=int, default=300)
     p_demo.set_defaults(func=_cmd_demo)
     for module in ("bench", "claims"):  # sub-packages add their own sub-commands
