@@ -1,0 +1,173 @@
+"""The documentation site: it builds with ``mkdocs build --strict`` (no warning, no broken link or API reference),
+every registered algorithm has its page, every page's usage snippet runs, the evidence and results it quotes are
+read from the right places, the home page and an algorithm page load in headless Chromium with no console error
+and the plot visible, and ``optimlab demo`` writes its plot.
+
+The site is built once for the module, drawing one algorithm's trajectory plot (``OPTIMLAB_DOCS_PLOTS``)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import optimlab
+from optimlab import demo
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from docsgen import evidence, pages, results, trajectories  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PLOTTED = "lion"
+
+
+# ----------------------------------------------------------------------------- snippets, evidence, results
+@pytest.mark.parametrize("name", optimlab.available())
+def test_usage_snippet_runs(name):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(pages.usage_snippet(name), f"<{name} usage>", "exec"), {"__name__": "__snippet__"})
+    assert out.getvalue().startswith("loss ") and "nan" not in out.getvalue()
+
+
+def test_evidence_names_the_authors_packages_and_tolerances():
+    against = {n: [o.against for o in evidence.oracles(n)] for n in ("prodigy", "sf_adamw", "dog", "adabelief")}
+    assert "the authors' prodigyopt" in against["prodigy"]
+    assert "the authors' schedulefree" in against["sf_adamw"]
+    assert "the authors' dog-optimizer" in against["dog"]
+    assert "the authors' adabelief-pytorch" in against["adabelief"]
+    adamw = evidence.oracles("adamw")
+    assert adamw[0].test == "tests/test_matrix.py::test_reference_parity" and "rtol=1e-10" in adamw[0].tolerances[0]
+    assert adamw[1].against == "`torch.optim.AdamW`" and "rtol=1e-06" in adamw[1].tolerances[0]
+    assert not evidence.authors_oracles().get("adamw")  # its schedule-free wrapper test does not count for it
+    assert [o.against for o in evidence.package_oracles("bilevel")][0] == "the authors' torchopt"
+
+
+def test_results_quote_the_published_tables():
+    muon = results.benchmark_rows("muon")
+    assert muon.leaderboard["hit rate"] == "89%" and any(r["workload"] == "charlm_gpt" for r in muon.wins)
+    assert results.benchmark_rows("adahessian").leaderboard is None
+    assert ("C8", "confirmed") in [(cid, verdict) for cid, _, verdict in results.claims_of("sam")]
+    table = results.markdown_tables("x\n\n| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | 4 |\n")
+    assert table == [[{"a": "1", "b": "2"}, {"a": "3", "b": "4"}]]
+
+
+def test_trajectory_plot_is_cached_and_descends(tmp_path, monkeypatch):
+    path = trajectories.run("adamw", "rosenbrock")
+    start, end = path.points[0], path.points[-1]
+    f = lambda p: trajectories.rosenbrock(torch.tensor(p, dtype=torch.float64), 0).item()  # noqa: E731
+    assert f(end) < 1e-2 * f(start)
+    assert trajectories.run("sam", "rosenbrock") is not None
+    monkeypatch.setattr(trajectories, "CACHE", tmp_path)
+    monkeypatch.setattr(trajectories, "draw", lambda name: b"png of " + name.encode())
+    assert trajectories.png("sgd") == b"png of sgd"
+    monkeypatch.setattr(trajectories, "draw", lambda name: pytest.fail("redrawn although cached"))
+    assert trajectories.png("sgd") == b"png of sgd" and len(list(tmp_path.iterdir())) == 1
+
+
+# ----------------------------------------------------------------------------- the demo
+def test_demo_writes_png_and_svg_without_matplotlib(tmp_path, monkeypatch):
+    runs, plot = demo.run(["sgd", "adamw"], 30, tmp_path / "a" / "losses")
+    assert plot.suffix == ".png" and plot.read_bytes()[:4] == b"\x89PNG"
+    assert all(r.losses[-1] < r.losses[0] for r in runs)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    _, svg = demo.run(["sgd"], 5, tmp_path / "b" / "losses")
+    assert svg.suffix == ".svg" and "<polyline" in svg.read_text()
+    with pytest.raises(KeyError, match="unknown algorithm"):
+        demo.run(["sgd", "no_such_optimizer"], 5, tmp_path / "c")
+
+
+# ----------------------------------------------------------------------------- the site
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    pytest.importorskip("mkdocs", reason="the docs extra is not installed: pip install -e '.[docs]'")
+    out = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "OPTIMLAB_DOCS_PLOTS": PLOTTED, "DISABLE_MKDOCS_2_WARNING": "true", "NO_MKDOCS_2_WARNING": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    print(f"mkdocs build --strict: {time.perf_counter() - start:.1f} s")
+    return out
+
+
+def test_site_builds_strict_with_a_page_per_algorithm_and_component(site):
+    for name in optimlab.available():
+        assert (site / "algorithms" / name / "index.html").exists(), name
+    for pkg in pages.COMPONENTS:
+        assert (site / "components" / pkg / "index.html").exists() and (site / "api" / pkg / "index.html").exists()
+    lion = (site / "algorithms" / PLOTTED / "index.html").read_text()
+    for section in ("Paper", "Update rule", "Defaults", "Evidence", "State memory", "Capabilities", "Usage"):
+        assert f">{section}<" in lion, section
+    assert "arXiv:2302.06675" in lion and "lion_update_" in lion
+    assert (site / "algorithms" / "img" / f"{PLOTTED}.png").exists()
+    assert not (site / "algorithms" / "img" / "sgd.png").exists()  # only the requested plot was drawn
+    api = (site / "api" / "optimlab" / "index.html").read_text()
+    assert all(f'id="optimlab.{name}"' in api for name in ("create", "available", "spec", "param_groups"))
+
+
+@contextlib.contextmanager
+def _serve(directory: Path):
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _chromium(url: str) -> tuple[str, list[str]]:
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-extensions", "--enable-logging=stderr"]
+    args += ["--v=0", "--virtual-time-budget=5000", "--dump-dom", url]
+    proc = subprocess.run([CHROMIUM, *args], capture_output=True, text=True, timeout=120)
+    console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    return proc.stdout, console
+
+
+def _images_loaded(dom: str) -> tuple[int, int]:
+    m = re.search(r'data-images="(\d+)/(\d+)"', dom)
+    assert m, "images-ready.js did not run"
+    return int(m.group(1)), int(m.group(2))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian: apt-get install -y chromium)")
+def test_home_and_algorithm_page_in_headless_chromium(site, tmp_path):
+    bad = tmp_path / "bad.html"  # the detector itself works: a page with an error is caught
+    bad.write_text("<html><body><script>console.error('x'); notDefined();</script></body></html>")
+    assert _chromium(f"file://{bad}")[1], "chromium console errors are not being captured"
+    with _serve(site) as base:
+        home, home_console = _chromium(f"{base}/")
+        page, page_console = _chromium(f"{base}/algorithms/{PLOTTED}/")
+    assert home_console == [] and page_console == [], home_console + page_console
+    assert "Verified, fast, comparable" in home and _images_loaded(home)[0] == _images_loaded(home)[1]
+    loaded, total = _images_loaded(page)
+    assert total >= 1 and loaded == total  # the trajectory plot is there and decoded
+    assert 'class="trajectory"' in page
