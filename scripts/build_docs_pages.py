@@ -50,6 +50,11 @@ def main() -> None:
     for module in pages.API_MODULES:
         write(f"api/{module.removeprefix('optimlab.')}.md", pages.api_page(module))
     guides = sorted((pages.DOCS / "guides").glob("*.md"))
+    for guide in guides:  # hand-written pages with generated sections (<!-- generated: key -->)
+        text = guide.read_text()
+        filled = pages.fill_markers(text)
+        if filled != text:
+            write(f"guides/{guide.name}", filled)
     write("SUMMARY.md", pages.summary(guides))
 
 

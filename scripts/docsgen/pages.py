@@ -34,6 +34,8 @@ API_MODULES = (
 )
 #: hand-written pages of docs/ in the site's "Results and references" section, when present
 REFERENCE_PAGES = ("benchmark.md", "claims.md", "conventions.md", "compatibility.md")
+#: guides listed first, in this order (others follow alphabetically)
+GUIDE_ORDER = ("choosing-an-optimizer", "migration")
 #: the shape whose state the page quotes (a 1024 × 1024 weight: matrix rules engage)
 STATE_SHAPE = (1024, 1024)
 
@@ -199,7 +201,7 @@ for _ in range(3):  # train_step builds the closure this optimizer needs (create
     loss.backward()
     opt.step()
 """
-    return head + body + 'print(f"loss {float(loss):.4f}")\n'
+    return head + body + 'print(f"loss {loss.item():.4f}")\n'
 
 
 def _update_source(spec: R.AlgorithmSpec) -> str:
@@ -320,6 +322,12 @@ def primary_name(cls: type) -> str:
     return cls.__name__.lower() if cls.__name__.lower() in names else names[0]
 
 
+def nav_label(name: str) -> str:
+    """The class name, with the registry name where several names share the class."""
+    cls = R.spec(name).cls
+    return cls.__name__ if primary_name(cls) == name else f"{cls.__name__} ({name})"
+
+
 def _api(spec: R.AlgorithmSpec, module: str) -> str:
     cls = spec.cls
     primary = primary_name(cls)
@@ -332,12 +340,50 @@ def api_page(module: str) -> str:
     return f"# `{module}`\n\n::: {module}\n"
 
 
+def winners() -> str:
+    """The benchmark's per-workload winners (docs/benchmark.md), the algorithms linked to their pages."""
+    table = results.winners_table()
+    if not table:
+        return "The benchmark page has no per-workload winners table yet."
+    names = set(R.available())
+
+    def link(text: str) -> str:
+        return re.sub(
+            r"\b[a-z][a-z0-9_]+\b", lambda m: f"[{m[0]}](../algorithms/{m[0]}.md)" if m[0] in names else m[0], text
+        )
+
+    cols = list(table[0])
+    return _table(cols, [[link(r[c]) if c in ("winner", "statistically tied") else r[c] for c in cols] for r in table])
+
+
+def generated_sections() -> dict:
+    """What a ``<!-- generated: key -->`` marker in a hand-written page is replaced with."""
+    from . import migration
+
+    return {"benchmark winners": winners, "migration tables": migration.tables}
+
+
+def fill_markers(text: str) -> str:
+    """Replace every ``<!-- generated: key -->`` of a page; an unknown key raises ``ValueError``."""
+    sections = generated_sections()
+
+    def fill(m: re.Match) -> str:
+        if m[1] not in sections:
+            raise ValueError(f"unknown generated section {m[1]!r}; known: {sorted(sections)}")
+        return sections[m[1]]()
+
+    return re.sub(r"<!-- generated: ([a-z ]+) -->", fill, text)
+
+
 def summary(guides: list[Path]) -> str:
     """The site's navigation (literate-nav): hand-written pages that exist, guides and generated sections."""
     lines = ["* [Home](index.md)", "* [Getting started](getting-started.md)"]
+    guides = sorted(
+        guides, key=lambda g: (GUIDE_ORDER.index(g.stem) if g.stem in GUIDE_ORDER else len(GUIDE_ORDER), g.stem)
+    )
     lines += ["* Guides"] * bool(guides) + [f"    * [{title_of(g)}](guides/{g.name})" for g in guides]
     lines += ["* [Algorithms](algorithms/index.md)"]
-    lines += [f"    * [{R.spec(n).cls.__name__}](algorithms/{n}.md)" for n in R.available()]
+    lines += [f"    * [{nav_label(n)}](algorithms/{n}.md)" for n in R.available()]
     lines += ["* Components"] + [f"    * [{pkg}](components/{pkg}.md)" for pkg in COMPONENTS]
     lines += ["* Results and references"]
     lines += [f"    * [{title_of(DOCS / p)}]({p})" for p in REFERENCE_PAGES if (DOCS / p).exists()]

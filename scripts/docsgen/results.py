@@ -63,6 +63,11 @@ def benchmark_rows(name: str) -> BenchmarkRows:
     return BenchmarkRows(leaderboard, columns, tuple(wins))
 
 
+def winners_table() -> list[dict[str, str]]:
+    """The per-workload winners table of docs/benchmark.md (empty if it has none)."""
+    return next((t for t in _benchmark_tables() if t and "winner" in t[0] and "workload" in t[0]), [])
+
+
 @cache
 def claim_verdicts() -> dict[str, dict[str, str]]:
     """Claim id → its row of a verdict table of docs/claims.md."""
