@@ -33,6 +33,7 @@ from docsgen import evidence, pages, results, trajectories  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PLOTTED = "lion"
+GUIDES = ROOT / "docs" / "guides"
 
 
 # ----------------------------------------------------------------------------- snippets, evidence, results
@@ -42,6 +43,34 @@ def test_usage_snippet_runs(name):
     with contextlib.redirect_stdout(out):
         exec(compile(pages.usage_snippet(name), f"<{name} usage>", "exec"), {"__name__": "__snippet__"})
     assert out.getvalue().startswith("loss ") and "nan" not in out.getvalue()
+
+
+def _page_snippets() -> list[tuple[str, int, str]]:
+    """(page, index, code) of every python block of the hand-written pages, except those marked as needing torchrun."""
+    out = []
+    for page in [ROOT / "docs" / "index.md", ROOT / "docs" / "getting-started.md", *sorted(GUIDES.glob("*.md"))]:
+        for i, code in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), re.S)):
+            if "needs torchrun" not in code.splitlines()[0]:
+                out.append((page.relative_to(ROOT).as_posix(), i, code))
+    return out
+
+
+SNIPPETS = _page_snippets()
+
+
+@pytest.mark.parametrize("page,index,code", SNIPPETS, ids=[f"{page}:{i}" for page, i, _ in SNIPPETS])
+def test_guide_snippet_runs(page, index, code, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(code, f"<{page} block {index}>", "exec"), {"__name__": "__snippet__"})
+
+
+def test_generated_sections_fill_and_unknown_markers_fail():
+    text = (GUIDES / "choosing-an-optimizer.md").read_text()
+    filled = pages.fill_markers(text)
+    assert "<!-- generated" not in filled and "[muon](../algorithms/muon.md)" in filled
+    with pytest.raises(ValueError, match="unknown generated section"):
+        pages.fill_markers("<!-- generated: no such table -->")
 
 
 def test_evidence_names_the_authors_packages_and_tolerances():
