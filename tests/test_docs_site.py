@@ -10,6 +10,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import importlib
+import importlib.util
+import inspect
 import io
 import os
 import re
@@ -153,7 +156,19 @@ def test_site_builds_strict_with_a_page_per_algorithm_and_component(site):
     assert (site / "algorithms" / "img" / f"{PLOTTED}.png").exists()
     assert not (site / "algorithms" / "img" / "sgd.png").exists()  # only the requested plot was drawn
     api = (site / "api" / "optimlab" / "index.html").read_text()
-    assert all(f'id="optimlab.{name}"' in api for name in ("create", "available", "spec", "param_groups"))
+    assert all(f'id="optimlab.{name}"' in api for name in optimlab.__all__), "a public name has no reference entry"
+    for pkg in pages.COMPONENTS:  # every public class and function of the component packages
+        module, html = importlib.import_module(f"optimlab.{pkg}"), (site / "api" / pkg / "index.html").read_text()
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if (inspect.isclass(obj) or inspect.isfunction(obj)) and importlib.util.find_spec(
+                f"{module.__name__}.{name}"
+            ) is None:
+                assert f'id="optimlab.{pkg}.{name}"' in html, f"optimlab.{pkg}.{name}"
+    for name in optimlab.available():  # every optimizer class, on the page of its primary name
+        cls = optimlab.spec(name).cls
+        page = (site / "algorithms" / pages.primary_name(cls) / "index.html").read_text()
+        assert f'id="{cls.__module__}.{cls.__name__}"' in page, name
 
 
 @contextlib.contextmanager

@@ -67,15 +67,17 @@ def _defaults(spec: R.AlgorithmSpec) -> str:
     ctor = R.constructor_defaults(spec.cls)
     rows = []
     for k, v in spec.defaults.items():
-        c = ctor.get(k, "—")
-        rows.append([f"`{k}`", f"`{fmt(v)}`", f"`{fmt(c)}`" if k in ctor else "—", "" if c == v else "differs"])
+        if k not in ctor:  # a wrapper passes it to its base
+            rows.append([f"`{k}`", f"`{fmt(v)}`", "— (the base optimizer's argument)", ""])
+        else:
+            rows.append([f"`{k}`", f"`{fmt(v)}`", f"`{fmt(ctor[k])}`", "" if ctor[k] == v else "differs"])
     if not rows:
         return "The paper states no hyperparameters beyond the constructor's."
     intro = (
         "`optimlab.create` passes the paper's values; the class's own defaults follow torch.optim where torch has "
         "the algorithm."
     )
-    return intro + "\n\n" + _table(["hyperparameter", "paper (`create`)", "class constructor", ""], rows)
+    return intro + "\n\n" + _table(["hyperparameter", "paper (`create`)", "class constructor", "note"], rows)
 
 
 def _conventions(spec: R.AlgorithmSpec) -> str:
@@ -131,7 +133,7 @@ def _capabilities(spec: R.AlgorithmSpec) -> str:
         ],
         ["`compile=True`", "tested", "`tests/test_matrix.py::test_compiled_matches_eager_without_recompiling`"],
     ]
-    return _table(["capability", "", "meaning"], rows) + (
+    return _table(["capability", "status", "meaning"], rows) + (
         "\n\n`optimlab.training.train_step(opt, loss_fn)` drives any of them (closure, `create_graph`, logits)."
     )
 
@@ -337,7 +339,16 @@ def _api(spec: R.AlgorithmSpec, module: str) -> str:
 
 
 def api_page(module: str) -> str:
-    return f"# `{module}`\n\n::: {module}\n"
+    """The reference of one module; the top-level one also lists the optimizer classes (on their pages)."""
+    text = f"# `{module}`\n\n::: {module}\n"
+    if module == "optimlab":
+        rows = [
+            [f"[`optimlab.{s.cls.__name__}`](../algorithms/{s.name}.md#api)", f"`{s.name}`", s.summary]
+            for s in R.specs()
+            if primary_name(s.cls) == s.name
+        ]
+        text += "\n## Optimizer classes\n\n" + _table(["class", "registry name", "summary"], rows) + "\n"
+    return text
 
 
 def winners() -> str:
