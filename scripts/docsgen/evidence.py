@@ -196,6 +196,11 @@ def oracles(name: str) -> list[Oracle]:
     return out + list(authors_oracles().get(name, ()))
 
 
+def convergence_skip(name: str, problem: str) -> str | None:
+    """Why the matrix opts ``name`` out of ``problem`` (None where it does not)."""
+    return _optim_db().info(name).convergence_hparams.get(problem, {}).get("skip")
+
+
 def convergence_settings(name: str, problem: str) -> dict | None:
     """The matrix's convergence hyperparameters of ``name`` on ``problem`` ("quadratic" / "rosenbrock"); None where
     the record opts out."""

@@ -94,12 +94,15 @@ def cache_key(name: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
-def _panel(ax, path: Path2D | None, title: str) -> None:
+def _panel(ax, path: Path2D | None, title: str, skipped: str | None) -> None:
+    import textwrap
+
     import numpy as np
 
     ax.set_title(title, fontsize=9)
     if path is None:
-        ax.text(0.5, 0.5, "not an unconstrained minimizer\n(opted out of this problem)", ha="center", va="center")
+        why = textwrap.fill(f"not run: {skipped}", 48)
+        ax.text(0.5, 0.5, f"{why}\n(tests/optim_db.py)", ha="center", va="center", fontsize=8, wrap=True)
         ax.set_axis_off()
         return
     if path.problem == "rosenbrock":
@@ -131,8 +134,12 @@ def draw(name: str) -> bytes:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), dpi=80)
-    _panel(axes[0], run(name, "rosenbrock"), f"{name} on Rosenbrock, {ROSENBROCK_STEPS} steps")
-    _panel(axes[1], run(name, "quadratic"), f"{name} on a noisy quadratic (σ={NOISE}), {QUADRATIC_STEPS} steps")
+    titles = {
+        "rosenbrock": f"{name} on Rosenbrock, {ROSENBROCK_STEPS} steps",
+        "quadratic": f"{name} on a noisy quadratic (σ={NOISE}), {QUADRATIC_STEPS} steps",
+    }
+    for ax, (problem, title) in zip(axes, titles.items()):
+        _panel(ax, run(name, problem), title, evidence.convergence_skip(name, problem))
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
