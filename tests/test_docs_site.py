@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -111,10 +112,42 @@ def test_trajectory_plot_is_cached_and_descends(tmp_path, monkeypatch):
     assert trajectories.png("sgd") == b"png of sgd" and len(list(tmp_path.iterdir())) == 1
 
 
+def test_a_new_algorithm_gets_its_page_and_nav_entry_with_no_docs_edit():
+    """Register an algorithm (record + test record) in a fresh process: the generator lists and renders it."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "scripts")!r}]
+        from optimlab import registry as R
+        from optimlab.optim.lion import Lion
+        from tests import optim_db
+        from docsgen import pages
+
+        class ProbeLion(Lion):
+            \"\"\"A probe: Lion under another name.\"\"\"
+
+        R.available()
+        R.register(R.AlgorithmSpec(name="probe_lion", cls=ProbeLion, family="sign", summary="a probe",
+                                   paper=R.Paper("A probe", "Nobody", 2026, arxiv="0000.00000"),
+                                   hparams="lr betas", state_tensors=1))
+        optim_db.add("probe_lion", reference="tests.reference.lion:lion", convergence_hparams=optim_db.CONVERGENCE)
+        assert "[ProbeLion](algorithms/probe_lion.md)" in pages.summary([])
+        assert "[ProbeLion](probe_lion.md)" in pages.catalogue_page()
+        page = pages.algorithm_page("probe_lion", None)
+        assert page.startswith("# ProbeLion (`probe_lion`)") and "arXiv:0000.00000" in page
+        assert 'optimlab.create("probe_lion", model.parameters())' in page
+        print("page ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0 and "page ok" in out.stdout, out.stderr[-3000:]
+
+
 # ----------------------------------------------------------------------------- the demo
 def test_demo_writes_png_and_svg_without_matplotlib(tmp_path, monkeypatch):
     runs, plot = demo.run(["sgd", "adamw"], 30, tmp_path / "a" / "losses")
-    assert plot.suffix == ".png" and plot.read_bytes()[:4] == b"\x89PNG"
+    if importlib.util.find_spec("matplotlib") is not None:  # the docs extra
+        assert plot.suffix == ".png" and plot.read_bytes()[:4] == b"\x89PNG"
     assert all(r.losses[-1] < r.losses[0] for r in runs)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     _, svg = demo.run(["sgd"], 5, tmp_path / "b" / "losses")
