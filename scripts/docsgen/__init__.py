@@ -3,5 +3,6 @@ scripts/build_docs_pages.py): one page per registered algorithm, one per compone
 
 Modules: :mod:`.evidence` (what the tests check each algorithm against, read from the test sources),
 :mod:`.results` (the benchmark and claims tables of docs/benchmark.md and docs/claims.md),
-:mod:`.trajectories` (the cached Rosenbrock / noisy-quadratic plots), :mod:`.pages` (the Markdown).
+:mod:`.trajectories` (the cached Rosenbrock / noisy-quadratic plots), :mod:`.migration` (the migration guide's
+argument tables, read from the installed libraries), :mod:`.pages` (the Markdown).
 """
