@@ -95,6 +95,7 @@ def test_results_quote_the_published_tables():
     assert muon.leaderboard["hit rate"] == "89%" and any(r["workload"] == "charlm_gpt" for r in muon.wins)
     assert results.benchmark_rows("adahessian").leaderboard is None
     assert ("C8", "confirmed") in [(cid, verdict) for cid, _, verdict in results.claims_of("sam")]
+    assert [cid for cid, _, _ in results.claims_using_package("multitask")] == ["C33", "C34", "C35"]
     table = results.markdown_tables("x\n\n| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | 4 |\n")
     assert table == [[{"a": "1", "b": "2"}, {"a": "3", "b": "4"}]]
 

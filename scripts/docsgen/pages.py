@@ -150,14 +150,17 @@ def _benchmark(name: str) -> str:
     return out + "\n\nFrom the published run in [benchmark](../benchmark.md) (how it scores, the run's conditions)."
 
 
-def _claims(name: str) -> str:
-    found = results.claims_of(name)
+def _claims_table(found: list[tuple[str, str, str]], empty: str) -> str:
     if not found:
-        return f"No registered claim runs `{name}`."
+        return empty
     rows = [[f"`{cid}`", title, verdict] for cid, title, verdict in found]
     return _table(["claim", "title", "verdict"], rows) + (
         "\n\nVerdicts from [claims](../claims.md); `optimlab claims run <id>` reruns one."
     )
+
+
+def _claims(name: str) -> str:
+    return _claims_table(results.claims_of(name), f"No registered claim runs `{name}`.")
 
 
 def usage_snippet(name: str) -> str:
@@ -310,6 +313,8 @@ def component_page(pkg: str) -> str:
         _table(["name", "summary"], rows),
         "## Evidence",
         _table(["compared with", "test", "tolerance"], tests) if tests else f"Tests: `tests/{pkg}/`.",
+        "## Claims",
+        _claims_table(results.claims_using_package(pkg), f"No registered claim uses `optimlab.{pkg}`."),
     ]
     return "\n\n".join(parts) + "\n"
 

@@ -90,3 +90,20 @@ def claims_of(name: str) -> list[tuple[str, str, str]]:
         for c in claims.all_claims()
         if name in c.requires
     ]
+
+
+def claims_using_package(pkg: str) -> list[tuple[str, str, str]]:
+    """(claim id, title, published verdict) of the claims whose experiment module imports ``optimlab.<pkg>``."""
+    import inspect
+    import sys
+
+    from optimlab import claims
+
+    pattern = re.compile(rf"(from\s+(optimlab|\.\.)\.?{pkg}\b|from\s+(optimlab|\.\.)\s+import\s+[^\n]*\b{pkg}\b)")
+    verdicts = claim_verdicts()
+    out = []
+    for c in claims.all_claims():
+        module = sys.modules.get(getattr(c.experiment, "__module__", ""), None)
+        if module is not None and pattern.search(inspect.getsource(module)):
+            out.append((c.id, c.title, verdicts.get(c.id, {}).get("verdict", "not yet run in full")))
+    return out
