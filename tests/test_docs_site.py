@@ -155,6 +155,10 @@ def test_demo_writes_png_and_svg_without_matplotlib(tmp_path, monkeypatch):
     assert svg.suffix == ".svg" and "<polyline" in svg.read_text()
     with pytest.raises(KeyError, match="unknown algorithm"):
         demo.run(["sgd", "no_such_optimizer"], 5, tmp_path / "c")
+    runs, _ = demo.run(["sam", "sophia_g"], 10, tmp_path / "d" / "losses")  # closure and logits through train_step
+    assert all(r.losses[-1] < r.losses[0] for r in runs)
+    with pytest.raises(ValueError, match="class-split"):
+        demo.run(["imbsam"], 5, tmp_path / "e")
 
 
 # ----------------------------------------------------------------------------- the site

@@ -66,8 +66,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     from . import demo
 
-    print(f"demo: 2-layer MLP on a generated regression task, {args.steps} full-batch steps, paper defaults\n")
-    runs, plot = demo.run(args.optimizers.split(","), args.steps, Path(args.out))
+    print(f"demo: 2-layer MLP on a generated 4-class task, {args.steps} full-batch steps, paper defaults\n")
+    try:
+        runs, plot = demo.run(args.optimizers.split(","), args.steps, Path(args.out))
+    except ValueError as e:
+        print(f"optimlab demo: {e}", file=sys.stderr)
+        return 2
     rows = [{"optimizer": r.name, "final loss": f"{r.losses[-1]:.5f}", "seconds": f"{r.seconds:.2f}"} for r in runs]
     print(render_table(rows))
     print(f"\nloss curves: {plot.resolve()}")
