@@ -11,6 +11,8 @@ import re
 import textwrap
 from pathlib import Path
 
+import torch
+
 from optimlab import registry as R
 from optimlab.conventions import fmt
 from optimlab.training import capabilities
@@ -98,20 +100,23 @@ def _conventions(spec: R.AlgorithmSpec) -> str:
 def _evidence(name: str) -> str:
     rows = [[o.against, f"`{o.test}`", "; ".join(o.tolerances)] for o in evidence.oracles(name)]
     table = _table(["compared with", "test", "tolerance"], rows)
+    problems = {"quadratic": "the quadratic", "rosenbrock": "Rosenbrock's function"}
+    skipped = {label: evidence.convergence_skip(name, p) for p, label in problems.items()}
+    notes = "".join(f" Convergence on {p} is not run: {why}." for p, why in skipped.items() if why)
     return (
         table + "\n\nThe generic matrix (`tests/test_matrix.py`) also runs, for every algorithm: eager vs "
         "`compile=True`, exact resume from a `weights_only` checkpoint, bad hyperparameters raise `ValueError`, "
         "convergence on an ill-conditioned quadratic and on Rosenbrock, bf16/fp16 parameters, and the analytic "
-        "state bytes against the measured ones."
+        "state bytes against the measured ones." + notes
     )
 
 
 def _state(spec: R.AlgorithmSpec) -> str:
     numel = STATE_SHAPE[0] * STATE_SHAPE[1]
     rows = []
-    for dtype in ("float32", "bfloat16"):
-        b = spec.state_bytes(STATE_SHAPE, getattr(__import__("torch"), dtype))
-        rows.append([dtype, f"{b:,}", f"{b / numel:.3g}"])
+    for dtype in (torch.float32, torch.bfloat16):
+        b = spec.state_bytes(STATE_SHAPE, dtype)
+        rows.append([str(dtype).removeprefix("torch."), f"{b:,}", f"{b / numel:.3g}"])
     head = f"Optimizer state of one {STATE_SHAPE[0]} × {STATE_SHAPE[1]} weight at the paper's defaults"
     table = _table(["param dtype", "bytes", "bytes / param"], rows)
     return f"{head} ({spec.state_tensors:g} parameter-sized tensors):\n\n{table}"
