@@ -193,14 +193,15 @@ def test_registry_records_are_complete(name):
     assert s.cls.__doc__
 
 
-def test_cli_list_and_demo(capsys):
+def test_cli_list_and_demo(capsys, tmp_path):
     assert cli_main(["list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in optimlab.available())
     assert cli_main(["list", "--markdown"]) == 0
     assert capsys.readouterr().out.startswith("| name |")
-    assert cli_main(["demo", "--optimizers", "adamw,sgd", "--steps", "5"]) == 0
-    assert "final loss" in capsys.readouterr().out
+    assert cli_main(["demo", "--optimizers", "adamw,sgd", "--steps", "5", "--out", str(tmp_path / "losses")]) == 0
+    out = capsys.readouterr().out
+    assert "final loss" in out and f"loss curves: {tmp_path / 'losses.png'}" in out
     assert cli_main(["demo", "--optimizers", "nope"]) == 2
 
 

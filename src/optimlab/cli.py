@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-import time
 from collections.abc import Sequence
 
 #: sub-packages that add their own sub-commands (``register(subparsers)`` in ``optimlab.<name>.cli``), with the
@@ -74,39 +73,20 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """Train the same small MLP on a generated regression task with several optimizers; print a comparison."""
-    import torch
+    """Train a small MLP with several optimizers, print the final losses and write the loss curves."""
+    from pathlib import Path
 
-    from . import registry, routing
+    from . import demo
 
-    names = args.optimizers.split(",")
-    for name in names:
-        registry.spec(name)  # fail early on unknown names
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(512, 16, generator=g)
-    w_true = torch.randn(16, 1, generator=g)
-    y = torch.tanh(x @ w_true) + 0.05 * torch.randn(512, 1, generator=g)
-    print(f"demo: 2-layer MLP on a generated regression task, {args.steps} full-batch steps, paper defaults\n")
-    rows = []
-    for name in names:
-        torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1))
-        spec = registry.spec(name)
-        opt = registry.create(name, routing.param_groups(model, weight_decay=spec.defaults.get("weight_decay", 0.0)))
-        start = time.perf_counter()
-        loss = torch.tensor(float("nan"))
-        for _ in range(args.steps):
-
-            def closure(opt=opt, model=model):
-                opt.zero_grad()
-                out = torch.nn.functional.mse_loss(model(x), y)
-                out.backward()
-                return out
-
-            loss = opt.step(closure)
-        elapsed = time.perf_counter() - start
-        rows.append({"optimizer": name, "final loss": f"{loss.item():.5f}", "seconds": f"{elapsed:.2f}"})
+    print(f"demo: 2-layer MLP on a generated 4-class task, {args.steps} full-batch steps, paper defaults\n")
+    try:
+        runs, plot = demo.run(args.optimizers.split(","), args.steps, Path(args.out))
+    except ValueError as e:
+        print(f"optimlab demo: {e}", file=sys.stderr)
+        return 2
+    rows = [{"optimizer": r.name, "final loss": f"{r.losses[-1]:.5f}", "seconds": f"{r.seconds:.2f}"} for r in runs]
     print(render_table(rows))
+    print(f"\nloss curves: {plot.resolve()}")
     return 0
 
 
@@ -130,6 +110,7 @@ def _add_list(sub) -> None:
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="train a small model with several optimizers and compare")
     p.add_argument("--optimizers", default="sgd,adamw,lion,ademamix,grams,adabelief")
+    p.add_argument("--out", default="runs/demo/losses", help="plot path; .png with matplotlib, else .svg")
     p.add_argument("--steps", type=int, default=300)
     p.set_defaults(func=_cmd_demo)
 
