@@ -41,6 +41,7 @@ def catalogue_rows(family: str | None = None) -> list[dict[str, str]]:
                 "defaults": ", ".join(f"{k}={_fmt_value(v)}" for k, v in s.defaults.items()),
                 "state/param": f"{s.state_tensors:g}",
                 "closure": "yes" if capabilities(s).closure else "",
+                "tuning-free": s.tuning_free or "",
             }
         )
     return rows

@@ -72,6 +72,11 @@ class Choice:
 
 SearchDim = LogUniform | Uniform | OneMinusLogUniform | Choice
 
+#: what a tuning-free algorithm spares the user (``AlgorithmSpec.tuning_free``): the learning rate (the step size
+#: is estimated from the run: DoG, Prodigy, D-Adaptation) or the schedule (schedule-free: averaging replaces the
+#: decay, so the benchmark runs it with a constant schedule)
+TUNING_FREE = {"lr": "no learning rate to tune", "schedule": "no learning-rate schedule (constant lr)"}
+
 
 @dataclass(frozen=True)
 class Convention:
@@ -130,8 +135,14 @@ class AlgorithmSpec:
     notes: str = ""
     #: the points where implementations in the wild disagree, and the switch that picks each (docs/conventions.md)
     conventions: tuple[Convention, ...] = ()
+    #: a key of :data:`TUNING_FREE` (what the algorithm needs no tuning of), or None
+    tuning_free: str | None = None
 
     def __post_init__(self) -> None:
+        if self.tuning_free is not None and self.tuning_free not in TUNING_FREE:
+            raise ValueError(
+                f"{self.name}: tuning_free must be one of {sorted(TUNING_FREE)} or None, got {self.tuning_free!r}"
+            )
         if isinstance(self.hparams, str):
             object.__setattr__(self, "hparams", tuple(self.hparams.split()))
         stray = [k for k in self.paper_defaults if k not in self.hparams]
@@ -141,6 +152,11 @@ class AlgorithmSpec:
         unknown = [k for k in self.hparams if k not in self.paper_defaults and k not in ctor]
         if unknown:
             raise ValueError(f"{self.name}: hparams {unknown} have no constructor default; give them in paper_defaults")
+
+    @property
+    def schedule_free(self) -> bool:
+        """Whether the algorithm is schedule-free (run with a constant learning rate, no decay on top)."""
+        return self.tuning_free == "schedule"
 
     @property
     def defaults(self) -> dict[str, Any]:

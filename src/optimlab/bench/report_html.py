@@ -130,7 +130,9 @@ def _outcomes(summary: Mapping[str, Any], sc: Mapping[str, Any], ruleset: str) -
 
 def _leaderboard(summary: Mapping[str, Any], sc: Mapping[str, Any], ruleset: str) -> list[str]:
     base = sc["clocks"]["G"].get("speedup_baseline") or summary["baseline"]
-    headers = ["rank [95%]", "optimizer", "library", "score T [95% CI]", "score S [95% CI]", "score G [95% CI]"]
+    marks = sc.get("tuning_free", {})
+    headers = ["rank [95%]", "optimizer", "library", "tuning-free"]
+    headers += ["score T [95% CI]", "score S [95% CI]", "score G [95% CI]"]
     headers += [f"speedup G vs {base}", "both reach / misses", "miss distance", "hit rate", "failure rate", "runs"]
     headers.append("state/params")
     rows = []
@@ -138,7 +140,8 @@ def _leaderboard(summary: Mapping[str, Any], sc: Mapping[str, Any], ruleset: str
         rank = (f"{r['rank_ci'][0]}–{r['rank_ci'][1]}", r["rank_ci"][0]) if r["rank_ci"] else ("—", 1e9)
         both = (f"{r['both']} / {r['misses']}", r["both"] or 0) if r["both"] is not None else ("—", -1)
         rows.append(
-            [rank, r["algorithm"], r["library"], (r["T"][1], r["T"][0]), (r["S"][1], r["S"][0]), (r["G"][1], r["G"][0])]
+            [rank, r["algorithm"], r["library"], marks.get(r["algorithm"], "")]
+            + [(r["T"][1], r["T"][0]), (r["S"][1], r["S"][0]), (r["G"][1], r["G"][0])]
             + [opt_num(r["speedup_G"], "×"), both, opt_num(r["distance"], ""), (f"{r['hit_rate']:.0%}", r["hit_rate"])]
             + [
                 (f"{r['failure_rate']:.0%}", r["failure_rate"]),
@@ -149,12 +152,13 @@ def _leaderboard(summary: Mapping[str, Any], sc: Mapping[str, Any], ruleset: str
     agg = "median over seeds" if ruleset == "defaults" else "median over studies of the best trial per study"
     return [
         f"<h2 id='leaderboard-{escape(ruleset)}'>Leaderboard — ruleset <code>{escape(ruleset)}</code></h2>",
-        table(headers, rows, left=3, tid=f"leaderboard-table-{ruleset}"),
+        table(headers, rows, left=4, tid=f"leaderboard-table-{ruleset}"),
         f"<p class='note'>Per-workload time = {agg}; a miss, divergence or error counts as ∞. Order: score T, then "
         "the mean miss distance (decades from the target, capped at 10), which separates optimizers that all "
         "miss. Speedup: geometric mean of t_baseline / t over the workloads both reach (a miss never earns "
         "speedup), with the number of such workloads and of the workloads the baseline reaches and this one "
         "misses.</p>",
+        *([f"<p class='note'>{escape(scoring.TUNING_FREE_NOTE)}</p>"] if marks else []),
     ]
 
 

@@ -58,10 +58,11 @@ def _winners(sc: Mapping[str, Any], workloads: list[Mapping[str, Any]]) -> list[
 def _board(sc: Mapping[str, Any], baseline: str) -> list[str]:
     lines = [
         "",
-        "| rank [95%] | optimizer | library | score T | score S | score G | "
+        "| rank [95%] | optimizer | library | tuning-free | score T | score S | score G | "
         f"speedup G vs {baseline} (both reach / misses) | hit rate | failure rate |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    marks = sc.get("tuning_free", {})
     for r in leaderboard_rows(sc):
         rank = f"{r['rank_ci'][0]}–{r['rank_ci'][1]}" if r["rank_ci"] else "—"
         sp = r["speedup_G"]
@@ -69,9 +70,12 @@ def _board(sc: Mapping[str, Any], baseline: str) -> list[str]:
         if r["both"] is not None:
             sp += f" ({r['both']} / {r['misses']})"
         lines.append(
-            f"| {rank} | {r['algorithm']} | {r['library']} | {r['T'][1]} | {r['S'][1]} | {r['G'][1]} | {sp} | "
+            f"| {rank} | {r['algorithm']} | {r['library']} | {marks.get(r['algorithm'], '')} | {r['T'][1]} | "
+            f"{r['S'][1]} | {r['G'][1]} | {sp} | "
             f"{r['hit_rate']:.0%} | {r['failure_rate']:.0%} |"
         )
+    if marks:
+        lines += ["", scoring.TUNING_FREE_NOTE]
     return lines
 
 

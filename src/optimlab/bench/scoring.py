@@ -33,6 +33,11 @@ FAILED = ("diverged", "error")
 DISTANCE_CAP = 10.0
 #: significance level of the per-workload tie test (Holm-corrected)
 ALPHA = 0.05
+#: what the leaderboard's tuning-free column (:func:`tuning_free`) means
+TUNING_FREE_NOTE = (
+    "Tuning-free: lr = no learning rate to tune (the step size is estimated during the run); schedule = "
+    "schedule-free, run with a constant learning rate after the warm-up (the benchmark puts no decay on top)."
+)
 
 
 # ---------------------------------------------------------------------------------------------- small pieces
@@ -530,6 +535,7 @@ def score(
         "workloads": workloads,
         "r_max": r_max,
         "libraries": {a: next(r["library"] for r in recs if r["variant"] == a) for a in algorithms},
+        "tuning_free": tuning_free(recs),
         "cost_source": cost_source,
         "distances": _finite(distances),
         "clocks": {},
@@ -556,6 +562,24 @@ def score(
         for r in recs
         if r["status"] == "error"
     ][:50]
+    return out
+
+
+def tuning_free(records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Variant -> what its optimlab algorithm needs no tuning of (the registry's ``tuning_free``: ``"lr"`` or
+    ``"schedule"``), the leaderboard's tuning-free marker; variants of other libraries or unflagged ones are absent."""
+    from .. import registry as R
+
+    out: dict[str, str] = {}
+    for r in records:
+        if r.get("library") != "optimlab" or r["variant"] in out:
+            continue
+        try:
+            kind = R.spec(str(r["algorithm"]).rpartition(":")[2]).tuning_free
+        except KeyError:  # a record of an algorithm no longer registered
+            kind = None
+        if kind:
+            out[r["variant"]] = kind
     return out
 
 

@@ -12,6 +12,11 @@ Rulesets (benchmark.md §6.3):
   study is asked after trials < i are told). The per-workload time is the median over studies of the best
   trial of each study (AlgoPerf's external-tuning rule).
 
+Schedule rule: every run gets the harness's LR schedule (``sched_*`` keys, default warm-up + cosine) except the
+records flagged schedule-free (registry ``tuning_free="schedule"``: sf_sgd, sf_adamw, schedule_free), which run
+with a constant schedule after the warm-up (:func:`with_schedule_rule`): a decay on top of a schedule-free method is
+not the method. A ``sched_kind`` given explicitly (``--schedule``, ``--hparams``) wins.
+
 A run is a :class:`Cell`: its cache key hashes everything that determines the result (suite version, workload
 code and data hashes, optimizer id and source hash, hyperparameters, seed, budget, harness version), so editing
 an optimizer or a workload reruns exactly the affected cells.
@@ -159,6 +164,16 @@ def _base_meta(
     }
 
 
+def with_schedule_rule(handle: adapters.AlgorithmHandle, hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """``hparams`` with the benchmark's schedule rule applied (module docstring): ``sched_kind="constant"`` for a
+    schedule-free registry record unless ``hparams`` sets ``sched_kind``."""
+    out = dict(hparams)
+    if handle.library == "optimlab" and "sched_kind" not in out:
+        if R.spec(handle.id.rpartition(":")[2]).schedule_free:
+            out["sched_kind"] = "constant"
+    return out
+
+
 def _cell(
     suite_version: str,
     ruleset: str,
@@ -185,13 +200,15 @@ def _cell(
     meta.update(seed=seed, study=study, trial=trial, budget_factor=budget_factor, overrides=dict(hparams))
     meta.update(budget_unit=budget_unit, fixed=dict(fixed if fixed is not None else hparams))
     meta["tuned_extra"] = sorted(tuned_extra)
+    # the schedule rule is the ruleset's standard, not an override: the variant name (from meta) stays the id
+    run_hparams = with_schedule_rule(handle, hparams)
     if not stop_at_target:
         meta["stop_at_target"] = False
     key = cell_key(
         **{k: meta[k] for k in ("suite", "ruleset", "workload", "workload_hash", "data_hash", "algorithm")},
         algorithm_hash=handle.source_hash,
         harness=runner.HARNESS_VERSION,
-        hparams=dict(hparams),
+        hparams=run_hparams,
         seed=seed,
         budget=budget_factor,
         study=study,
@@ -201,7 +218,7 @@ def _cell(
         **({} if stop_at_target else {"stop_at_target": False}),
     )
     spec = runner.TrialSpec(
-        handle.id, workload.id, seed, dict(hparams), smoke, budget_factor, device, stop_at_target, budget_unit
+        handle.id, workload.id, seed, run_hparams, smoke, budget_factor, device, stop_at_target, budget_unit
     )
     name = store.study_name(suite_version, ruleset, workload.id, handle.id, study)
     return Cell(key, name, spec, meta, dict(params or {}), dict(dists or {}))

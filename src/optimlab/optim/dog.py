@@ -2,8 +2,9 @@
 
 Ivgi, Hinder & Carmon (2023), *DoG is SGD's Best Friend: A Parameter-Free Dynamic Step Size Schedule*,
 arXiv:2302.12022 (authors' package ``dog-optimizer``); Khaled, Mishchenko & Jin (2023), *DoWG Unleashed: An
-Efficient Universal Parameter-Free Gradient Descent Method*, arXiv:2305.16284. The accelerated U-DoG of seed #48
-(Kreisler, Ivgi, Hinder & Carmon, 2024, arXiv:2404.00666) builds on DoG.
+Efficient Universal Parameter-Free Gradient Descent Method*, arXiv:2305.16284. (U-DoG is not a DoG variant of
+arXiv:2302.12022: it is the accelerated extragradient method of Kreisler, Ivgi, Hinder & Carmon (2024),
+*Accelerated Parameter-Free Stochastic Optimization*, arXiv:2404.00666, two gradients per step; not implemented.)
 
 Over the parameters x of a param group (DoG, DoWG) or of one tensor (L-DoG), with g_t the gradient plus the
 coupled decay λx_t:
@@ -204,5 +205,6 @@ for _name, _cls, _summary, _paper, _state in (
             notes=_DOG_NOTES
             if _name != "dowg"
             else "DoWG has no authors' package; r_ε follows DoG's relative rule and the arguments are DoG's.",
+            tuning_free="lr",
         )
     )

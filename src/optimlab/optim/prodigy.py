@@ -344,6 +344,7 @@ R.register(
         state_tensors=4,
         state_formula=lambda shape, dtype, hp: state_bytes(4 if hp["betas"][0] > 0 else 3, 3)(shape, dtype, hp),
         notes=_PRODIGY_NOTES,
+        tuning_free="lr",
     )
 )
 
@@ -359,5 +360,6 @@ R.register(
         state_tensors=3,
         state_formula=state_bytes(3, 2),
         notes=_DADAPT_NOTES,
+        tuning_free="lr",
     )
 )

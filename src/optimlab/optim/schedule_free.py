@@ -263,6 +263,7 @@ R.register(
         state_tensors=1,
         notes=_SF_NOTES,
         conventions=_SF_CONVENTIONS,
+        tuning_free="schedule",
     )
 )
 
@@ -279,5 +280,6 @@ R.register(
         state_tensors=2,
         notes=_SF_NOTES,
         conventions=_SF_CONVENTIONS,
+        tuning_free="schedule",
     )
 )

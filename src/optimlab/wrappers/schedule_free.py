@@ -157,6 +157,7 @@ R.register(
         search_space={"lr": R.LogUniform(1e-4, 1e-1), "weight_decay_at_y": R.LogUniform(1e-6, 1.0)},
         state_tensors=3,  # z (wrapper) + AdamW's two moments
         state_formula=_state_bytes,
+        tuning_free="schedule",
         notes=(
             "As schedulefree.ScheduleFreeWrapper (memory-efficient form: z stored, x recovered from y and z); the "
             "averaging weight uses the group's lr (the package multiplies it by a D-Adaptation 'd' when the group "
