@@ -48,7 +48,7 @@ from typing import Any
 import torch
 
 from ..training import closure_backward, create_graph_warning_silenced
-from . import adapters
+from . import adapters, multitask_methods
 from . import workloads as W
 from .scoring import HVP_COST
 
@@ -160,7 +160,10 @@ def not_applicable(handle: adapters.AlgorithmHandle, workload: W.Workload) -> st
     """Why ``handle`` cannot run on ``workload`` (None when it can): an optimizer whose closure must return
     ``(loss, logits)`` needs a workload whose loss is the cross-entropy of logits; one whose closure must return
     class-split losses ``(head, tail)`` (ImbSAM) needs a class-imbalanced workload, which the suite does not have
-    (run with a plain loss it would be SAM under another name)."""
+    (run with a plain loss it would be SAM under another name); a multi-task candidate (``adamw+upgrad``) needs a
+    multi-task workload (:func:`optimlab.bench.multitask_methods.not_applicable`)."""
+    if handle.multitask is not None:
+        return multitask_methods.not_applicable(handle, workload)
     if handle.requires_head_tail:
         return (
             f"{handle.id} needs head/tail class-split losses (its closure returns (head_loss, tail_loss)) from a "
@@ -308,7 +311,11 @@ def train_step(
     graph (``create_graph=True``) and the gradients are dropped after the step. With ``handle.requires_logits``
     the closure returns ``(loss, logits)``, keeping the forward graph when the optimizer's ``refresh_due()`` says
     the step uses the logits; the optimizer's own gradient calls inside ``step`` are counted with the closure's.
+    A multi-task candidate (``handle.multitask``) steps on its aggregated per-task gradients instead
+    (:func:`optimlab.bench.multitask_methods.train_step`).
     """
+    if handle.multitask is not None:
+        return multitask_methods.train_step(task, optimizer, handle, batch)
     create_graph = handle.requires_hvp
     feed_logits = handle.requires_logits
     losses: list[torch.Tensor] = []
