@@ -86,7 +86,7 @@ def resolve(algorithm_id: str) -> AlgorithmHandle:
     algorithm_id = algorithm_id.strip()
     if not algorithm_id:
         raise ValueError("empty optimizer id")
-    base_id, plus, method = algorithm_id.partition("+")
+    base_id, plus, method = algorithm_id.rpartition("+")
     if plus:  # a multi-task candidate: optimizer + aggregator or loss weighting
         from . import multitask_methods
 
