@@ -150,3 +150,12 @@ def test_a_short_sweep_with_two_aggregator_candidates_stores_and_reports(tmp_pat
     md = (tmp_path / "LEADERBOARD.md").read_text()
     assert "adamw+upgrad" in md and "adamw+pcgrad" in md
     assert "adamw+upgrad" in (tmp_path / "report.html").read_text()
+
+
+def test_multitask_suite_is_frozen():
+    from optimlab.bench import calibration
+
+    for w in W.suite("multitask")[2]:
+        assert not w.provisional and w.target_kind == "calibrated", w.id
+        assert w.budget.step_hint == calibration.step_hint_for(w), w.id  # max_steps = 1.5 × step_hint
+    assert "--suite multitask" in W.MULTITASK_CALIBRATION["command"]

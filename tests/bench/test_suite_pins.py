@@ -26,7 +26,7 @@ PINS = {
         "deep_matfac": (2e-06, "58f8b224ff425d39", 4500),
     },
     "multitask-v1": {
-        "mtl_regression": (0.1, "0000000000000000", 3000),
+        "mtl_regression": (0.112, "0b5a09e0996621c5", 3000),
     },
 }
 

@@ -65,12 +65,12 @@ class MultiTargetRegression(MultiTaskWorkload):
     stresses = "multi-task: conflicting tasks of 30× different scales share a trunk (aggregators, weightings)"
     data_source = "generated: y_i = σ_i tanh((B + ε_i) x) + noise, σ = 1, 3, 10, 30; 4096 train / 1024 test"
     model_desc = "shared MLP 32-64-64 tanh + 4 linear heads (64 → 8) (~8.4k parameters)"
-    metric = "mean over tasks of test MSE_i / E[y_i²]"
+    metric = "mean_i test MSE_i / E[y_i²]"
     higher_is_better = False
     metric_scale = "log"
-    target = 0.1
+    target = 0.112
     target_kind = "calibrated"
-    provisional = True
+    provisional = False
     batch_size = 64
     budget = Budget(step_hint=2000, max_steps=3000, eval_every=100)
     num_tasks = 4
