@@ -1,6 +1,7 @@
-"""The core suite's targets, budgets and workload code are pinned to its version: changing any of them without
-bumping ``CORE_VERSION`` (results across versions are not comparable, benchmark.md §6.4) fails here. To bump:
-change ``CORE_VERSION``, re-run the calibration, and add the new version's pins below (keep the old ones)."""
+"""Each suite's targets, budgets and workload code are pinned to its version: changing any of them without
+bumping the suite's version (``CORE_VERSION``, ``MULTITASK_VERSION``; results across versions are not comparable,
+benchmark.md §6.4) fails here. To bump: change the version, re-run the calibration, and add the new version's pins
+below (keep the old ones)."""
 
 from __future__ import annotations
 
@@ -23,20 +24,34 @@ PINS = {
         "labelnoise_cnn": (0.914, "fa66599338e50bb8", 3000),
         "heavytail_linreg": (0.01, "844b913ab763a40f", 3000),
         "deep_matfac": (2e-06, "58f8b224ff425d39", 4500),
-    }
+    },
+    "multitask-v1": {
+        "mtl_regression": (0.112, "0b5a09e0996621c5", 3000),
+    },
 }
 
+#: the suites whose versions are pinned (the smoke suite reuses their workloads in tiny configurations)
+PINNED_SUITES = ("core", "multitask")
+SUITE_OF = {w.id: name for name in PINNED_SUITES for w in W.suite(name)[2]}
 
-def test_the_current_version_is_pinned():
-    assert W.CORE_VERSION in PINS, f"add the pins of {W.CORE_VERSION} (see the module docstring)"
-    assert set(PINS[W.CORE_VERSION]) == {w.id for w in W.all_workloads()}
+
+@pytest.mark.parametrize("suite", PINNED_SUITES)
+def test_the_current_version_is_pinned(suite):
+    version, _, workloads = W.suite(suite)
+    assert version in PINS, f"add the pins of {version} (see the module docstring)"
+    assert set(PINS[version]) == {w.id for w in workloads}
+
+
+def test_every_workload_belongs_to_a_pinned_suite():
+    assert set(SUITE_OF) == {w.id for w in W.all_workloads()}
 
 
 @pytest.mark.parametrize("workload", [w.id for w in W.all_workloads()])
 def test_target_code_and_budget_match_the_suite_version(workload):
     w = W.get(workload)
-    target, code, max_steps = PINS[W.CORE_VERSION][workload]
-    bump = f"{workload} changed: bump CORE_VERSION ({W.CORE_VERSION}) and recalibrate"
+    version = W.SUITES[SUITE_OF[workload]][0]
+    target, code, max_steps = PINS[version][workload]
+    bump = f"{workload} changed: bump the version of its suite ({version}) and recalibrate"
     assert w.target == target, bump
     assert w.code_hash() == code, bump
     assert w.budget.max_steps == max_steps, bump

@@ -164,7 +164,7 @@ def test_workload_contract():
         else:
             with pytest.raises(ValueError, match="not a cross-entropy"):
                 task.loss_and_logits(batch)
-    assert len(ids) == 12
+    assert len(ids) == 13  # the 12 of core-v1 and the multi-task workload
     logits = {w.id for w in W.all_workloads() if w.provides_logits}
     assert logits == {"mlp_mnist1d", "cnn1d_mnist1d", "labelnoise_cnn", "charlm_gpt", "grok_modadd"}
     with pytest.raises(TypeError, match="exactly one"):

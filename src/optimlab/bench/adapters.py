@@ -67,6 +67,8 @@ class AlgorithmHandle:
     state_tensors: float | None = None
     #: whether param groups may carry a ``param_type`` key (optimlab optimizers accept extra group keys)
     typed_groups: bool = True
+    #: the multi-task method of an ``optimizer+method`` candidate (:mod:`~optimlab.bench.multitask_methods`)
+    multitask: Any = None
 
     def create(self, params: Any, hparams: Mapping[str, Any]) -> torch.optim.Optimizer:
         """The optimizer over ``params`` with ``hparams`` overriding the defaults."""
@@ -84,6 +86,12 @@ def resolve(algorithm_id: str) -> AlgorithmHandle:
     algorithm_id = algorithm_id.strip()
     if not algorithm_id:
         raise ValueError("empty optimizer id")
+    base_id, plus, method = algorithm_id.rpartition("+")
+    if plus:  # a multi-task candidate: optimizer + aggregator or loss weighting
+        from . import multitask_methods
+
+        base = resolve(base_id)
+        return multitask_methods.combine(base, method.strip().lower(), f"{base.id}+{method.strip().lower()}")
     library, sep, name = algorithm_id.partition(":")
     if not sep:
         library, name = "optimlab", algorithm_id

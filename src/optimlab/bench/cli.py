@@ -293,7 +293,7 @@ def cmd_list(args) -> int:
         print(f"\nother installed libraries (use prefix:ClassName): {others or 'none'}")
     elif args.what == "suites":
         for name, (version, smoke) in W.SUITES.items():
-            print(f"{name:8} {version}{'  (smoke configs)' if smoke else ''}  {len(W.all_workloads())} workloads")
+            print(f"{name:9} {version}{'  (smoke configs)' if smoke else ''}  {len(W.suite(name)[2])} workloads")
     else:
         for k, v in adapters.available_libraries().items():
             print(f"{k:14} {v or 'not installed'}")

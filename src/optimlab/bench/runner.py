@@ -50,7 +50,7 @@ import torch
 from .. import training
 from ..memory import state_bytes
 from ..training import Capabilities, create_graph_warning_silenced
-from . import adapters
+from . import adapters, multitask_methods
 from . import workloads as W
 from .scoring import HVP_COST
 
@@ -164,7 +164,10 @@ def not_applicable(handle: adapters.AlgorithmHandle, workload: W.Workload) -> st
     """Why ``handle`` cannot run on ``workload`` (None when it can): an optimizer whose closure must return
     ``(loss, logits)`` needs a workload whose loss is the cross-entropy of logits; one whose closure must return
     class-split losses ``(head, tail)`` (ImbSAM) needs a class-imbalanced workload, which the suite does not have
-    (run with a plain loss it would be SAM under another name)."""
+    (run with a plain loss it would be SAM under another name); a multi-task candidate (``adamw+upgrad``) needs a
+    multi-task workload (:func:`optimlab.bench.multitask_methods.not_applicable`)."""
+    if handle.multitask is not None:
+        return multitask_methods.not_applicable(handle, workload)
     if handle.requires_head_tail:
         return (
             f"{handle.id} needs head/tail class-split losses (its closure returns (head_loss, tail_loss)) from a "
@@ -282,7 +285,11 @@ def train_step(
     """One optimizer step on ``batch`` by :func:`optimlab.training.train_step` with the handle's needs (closure,
     HVPs, logits): ``(loss before the step, gradient evaluations used)``. The gradient evaluations are the forward
     passes of the closure plus the optimizer's own gradient calls inside ``step`` (Sophia-G's backward of sampled
-    labels, counted by ``counter``); the closure's forward runs with ``counter`` paused."""
+    labels, counted by ``counter``); the closure's forward runs with ``counter`` paused. A multi-task candidate
+    (``handle.multitask``) steps on its aggregated per-task gradients instead
+    (:func:`optimlab.bench.multitask_methods.train_step`)."""
+    if handle.multitask is not None:
+        return multitask_methods.train_step(task, optimizer, handle, batch)
     needs = Capabilities(closure=handle.requires_closure, hvp=handle.requires_hvp, logits=handle.requires_logits)
     forwards = 0
 
