@@ -169,7 +169,8 @@ def with_schedule_rule(handle: adapters.AlgorithmHandle, hparams: Mapping[str, A
     schedule-free registry record unless ``hparams`` sets ``sched_kind``."""
     out = dict(hparams)
     if handle.library == "optimlab" and "sched_kind" not in out:
-        if R.spec(handle.id.rpartition(":")[2]).schedule_free:
+        base_id = handle.id.partition("+")[0]  # a multi-task candidate follows its optimizer's rule
+        if R.spec(base_id.rpartition(":")[2]).schedule_free:
             out["sched_kind"] = "constant"
     return out
 
