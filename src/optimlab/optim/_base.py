@@ -170,6 +170,8 @@ class Optimizer(torch.optim.Optimizer):
     #: (replicated) state on every rank, and writes back the local shard: matrix rules (Newton-Schulz, eigenbases,
     #: Kronecker factors, projections), global quantization blocks, per-tensor buffers of another shape.
     shard_local: ClassVar[bool] = True
+    #: state keys a class adds after ``init_state`` (in ``prepare``): accepted, not required, by ``load_state_dict``
+    lazy_state_names: ClassVar[tuple[str, ...]] = ()
     #: whether the update takes sparse gradients (``nn.Embedding(sparse=True)``); others refuse them clearly
     supports_sparse: ClassVar[bool] = False
     #: whether ``step`` needs a closure (re-evaluates the loss)
