@@ -35,6 +35,11 @@ DROP_INS: dict[str, type] = {
 #: (documented in docs/compatibility.md); used only where results are compared number for number with torch
 TORCH_CONVENTIONS: dict[str, dict[str, Any]] = {"Muon": {"preset": "torch"}}
 
+#: options for the behaviour tests that do not compare numbers with torch: Newton-Schulz in float32 instead of
+#: bfloat16, whose matrix products are emulated on CPUs without bf16 units (~100 ms per step here, 400x float32);
+#: the bf16 path is compared with torch's in test_matches_torch and tested in tests/test_muon.py
+FAST_OPTIONS: dict[str, dict[str, Any]] = {"Muon": {"ns_dtype": "float32"}}
+
 
 def _import_common_optimizers() -> types.ModuleType:
     frozen = torch.backends.flags_frozen()
@@ -87,7 +92,7 @@ def kwargs_of(name: str, index: int, flags: bool = False) -> dict[str, Any]:
 
 def make(name: str, params, torch_conventions: bool = False, **kwargs):
     """The optimlab drop-in for torch's ``name``, constructed with torch's arguments."""
-    extra = TORCH_CONVENTIONS.get(name, {}) if torch_conventions else {}
+    extra = TORCH_CONVENTIONS.get(name, {}) if torch_conventions else FAST_OPTIONS.get(name, {})
     return DROP_INS[name](params, **extra, **kwargs)
 
 

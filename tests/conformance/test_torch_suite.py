@@ -21,6 +21,9 @@ from . import _torch_db as T
 from ._differences import DIFFERENCES, difference
 
 CASES = T.cases()
+#: with the variants setting each supported global flag (foreach); used where the flag could change the outcome
+#: cheaply; the heavier checkpoint and param-group tests use the plain inputs (foreach has no effect here:
+#: test_drop_in.py checks that)
 FLAG_CASES = T.cases(flags=True)
 ERROR_CASES = [
     (name, i, err.optimizer_error_input.desc) for name in T.DROP_INS for i, err in enumerate(T.error_inputs(name))
@@ -122,9 +125,9 @@ def test_goes_right_direction(name, index, desc, contiguous):
     _moved_the_right_way(kwargs, before, closure().item())
 
 
-@pytest.mark.parametrize(("name", "index", "desc"), FLAG_CASES, ids=_ids(FLAG_CASES))
+@pytest.mark.parametrize(("name", "index", "desc"), CASES, ids=_ids(CASES))
 def test_param_groups_weight_decay(name, index, desc):
-    kwargs = T.kwargs_of(name, index, flags=True)
+    kwargs = T.kwargs_of(name, index)
     bias_kwargs = {**deepcopy(kwargs), "weight_decay": 0.0}
     torch.manual_seed(0)
     weight, bias = _weight_bias(name)
@@ -139,10 +142,10 @@ def test_param_groups_weight_decay(name, index, desc):
     _moved_the_right_way(kwargs, before, loss.item())
 
 
-@pytest.mark.parametrize(("name", "index", "desc"), FLAG_CASES, ids=_ids(FLAG_CASES))
+@pytest.mark.parametrize(("name", "index", "desc"), CASES, ids=_ids(CASES))
 def test_param_groups_lr(name, index, desc):
     """A group's lr overrides the default: the loss moves, a parameter of a group with lr 1e-28 stays put."""
-    kwargs = T.kwargs_of(name, index, flags=True)
+    kwargs = T.kwargs_of(name, index)
     if not isinstance(kwargs.get("lr", 1.0), torch.Tensor) and kwargs.get("lr", 0) == 0:
         kwargs["lr"] = 1e-3
     torch.manual_seed(0)
@@ -219,11 +222,11 @@ def _fwd_bwd(opt, weight, bias, x):
     return loss
 
 
-@pytest.mark.parametrize(("name", "index", "desc"), FLAG_CASES, ids=_ids(FLAG_CASES))
+@pytest.mark.parametrize(("name", "index", "desc"), CASES, ids=_ids(CASES))
 def test_state_dict_deterministic(name, index, desc):
     """A state dict loaded into a fresh optimizer on cloned parameters continues identically; the state dicts
     then agree, and repeated param groups are represented identically."""
-    kwargs = T.kwargs_of(name, index, flags=True)
+    kwargs = T.kwargs_of(name, index)
     torch.manual_seed(0)
     weight, bias = Parameter(torch.randn(2, 3)), Parameter(torch.randn(2))
     x = torch.randn(3)
@@ -253,12 +256,12 @@ def _conv_step(opt, model, x):
     opt.step()
 
 
-@pytest.mark.parametrize(("name", "index", "desc"), FLAG_CASES, ids=_ids(FLAG_CASES))
+@pytest.mark.parametrize(("name", "index", "desc"), CASES, ids=_ids(CASES))
 def test_can_load_older_state_dict(name, index, desc):
     """A state dict without the group keys newer versions added loads (they are filled from the defaults)."""
     model = _conv_model()
     x = torch.rand(1, 4, 16, 16)
-    opt = T.make(name, model.parameters(), **T.kwargs_of(name, index, flags=True))
+    opt = T.make(name, model.parameters(), **T.kwargs_of(name, index))
     for _ in range(3):
         _conv_step(opt, model, x)
     old = deepcopy(opt.state_dict())
@@ -270,13 +273,13 @@ def test_can_load_older_state_dict(name, index, desc):
     _conv_step(opt, model, x)
 
 
-@pytest.mark.parametrize(("name", "index", "desc"), FLAG_CASES, ids=_ids(FLAG_CASES))
+@pytest.mark.parametrize(("name", "index", "desc"), CASES, ids=_ids(CASES))
 def test_load_nontensor_step(name, index, desc):
     """A plain-number ``step`` in the saved state (older torch checkpoints) loads and steps on."""
     params = [Parameter(torch.randn(2, 3)) for _ in range(2)]
     for p in params:
         p.grad = torch.rand_like(p)
-    opt = T.make(name, params, **T.kwargs_of(name, index, flags=True))
+    opt = T.make(name, params, **T.kwargs_of(name, index))
     for _ in range(3):
         opt.step()
     sd = deepcopy(opt.state_dict())
@@ -288,12 +291,12 @@ def test_load_nontensor_step(name, index, desc):
     assert all(int(s["step"]) == 4 for s in opt.state.values())
 
 
-@pytest.mark.parametrize(("name", "index", "desc"), FLAG_CASES, ids=_ids(FLAG_CASES))
+@pytest.mark.parametrize(("name", "index", "desc"), CASES, ids=_ids(CASES))
 def test_deepcopy_copies_all_public_attrs(name, index, desc):
     params = [Parameter(torch.randn(2, 3)) for _ in range(2)]
     for p in params:
         p.grad = torch.rand_like(p)
-    opt = T.make(name, params, **T.kwargs_of(name, index, flags=True))
+    opt = T.make(name, params, **T.kwargs_of(name, index))
     for _ in range(3):
         opt.step()
 
