@@ -98,3 +98,13 @@ def make(name: str, params, torch_conventions: bool = False, **kwargs):
 
 def torch_class(name: str) -> type:
     return getattr(torch.optim, name)
+
+
+def step_together(opt, ref, ours: list, theirs: list, steps: int) -> None:
+    """``steps`` steps of ``opt`` on ``ours`` and ``ref`` on their twins ``theirs``, with the same random gradients."""
+    for _ in range(steps):
+        for p, q in zip(ours, theirs):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        opt.step()
+        ref.step()

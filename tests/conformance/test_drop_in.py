@@ -27,6 +27,14 @@ def _set_grads(params, seed):
         p.grad = torch.randn(p.shape, generator=gen)
 
 
+def _stepped_once(name):
+    params = _params(name)
+    opt = T.make(name, params)
+    _set_grads(params, 0)
+    opt.step()
+    return opt, params
+
+
 # ---------------------------------------------------------------------------------------------------- flags
 @pytest.mark.parametrize("name", NAMES)
 def test_foreach_is_accepted_and_changes_nothing(name):
@@ -64,10 +72,7 @@ def test_fused_selects_the_compiled_step():
 @pytest.mark.parametrize("name", NAMES)
 def test_state_dict_hooks_including_a_non_dict_state_entry(name):
     """torch's pattern: a pre-hook puts a plain entry into ``optimizer.state``, a post-hook reads it back."""
-    params = _params(name)
-    opt = T.make(name, params)
-    _set_grads(params, 0)
-    opt.step()
+    opt, params = _stepped_once(name)
 
     def pre(optimizer):
         optimizer.state["test"] = 1
@@ -84,10 +89,7 @@ def test_state_dict_hooks_including_a_non_dict_state_entry(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_load_state_dict_hooks(name):
-    params = _params(name)
-    opt = T.make(name, params)
-    _set_grads(params, 0)
-    opt.step()
+    opt, params = _stepped_once(name)
     sd = opt.state_dict()
     calls = []
 
@@ -130,7 +132,7 @@ def test_step_hooks_run_once_per_step(name):
 # ---------------------------------------------------------------------------------------------------- groups
 @pytest.mark.parametrize("name", NAMES)
 def test_param_group_added_later_steps_as_torch(name):
-    ours, theirs = _params(name), None
+    ours = _params(name)
     theirs = [Parameter(p.detach().clone()) for p in ours]
     opt = T.make(name, [ours[0]], torch_conventions=True, lr=0.01)
     ref = T.torch_class(name)([theirs[0]], lr=0.01)

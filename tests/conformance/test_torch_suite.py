@@ -91,12 +91,7 @@ def test_matches_torch(name, index, desc):
     theirs = [Parameter(p.detach().clone()) for p in ours]
     opt = T.make(name, ours, torch_conventions=True, **deepcopy(kwargs))
     ref = T.torch_class(name)(theirs, **kwargs)
-    for _ in range(5):
-        for p, q in zip(ours, theirs):
-            p.grad = torch.randn_like(p)
-            q.grad = p.grad.clone()
-        opt.step()
-        ref.step()
+    T.step_together(opt, ref, ours, theirs, 5)
     for p, q in zip(ours, theirs):
         torch.testing.assert_close(p, q)
 
@@ -273,15 +268,21 @@ def test_can_load_older_state_dict(name, index, desc):
     _conv_step(opt, model, x)
 
 
-@pytest.mark.parametrize(("name", "index", "desc"), CASES, ids=_ids(CASES))
-def test_load_nontensor_step(name, index, desc):
-    """A plain-number ``step`` in the saved state (older torch checkpoints) loads and steps on."""
+def _stepped_with_fixed_grads(name, index, steps=3):
+    """The optimizer on two (2, 3) parameters after ``steps`` steps with the same random gradients."""
     params = [Parameter(torch.randn(2, 3)) for _ in range(2)]
     for p in params:
         p.grad = torch.rand_like(p)
     opt = T.make(name, params, **T.kwargs_of(name, index))
-    for _ in range(3):
+    for _ in range(steps):
         opt.step()
+    return opt
+
+
+@pytest.mark.parametrize(("name", "index", "desc"), CASES, ids=_ids(CASES))
+def test_load_nontensor_step(name, index, desc):
+    """A plain-number ``step`` in the saved state (older torch checkpoints) loads and steps on."""
+    opt = _stepped_with_fixed_grads(name, index)
     sd = deepcopy(opt.state_dict())
     for s in sd["state"].values():
         if torch.is_tensor(s.get("step")):
@@ -293,12 +294,7 @@ def test_load_nontensor_step(name, index, desc):
 
 @pytest.mark.parametrize(("name", "index", "desc"), CASES, ids=_ids(CASES))
 def test_deepcopy_copies_all_public_attrs(name, index, desc):
-    params = [Parameter(torch.randn(2, 3)) for _ in range(2)]
-    for p in params:
-        p.grad = torch.rand_like(p)
-    opt = T.make(name, params, **T.kwargs_of(name, index))
-    for _ in range(3):
-        opt.step()
+    opt = _stepped_with_fixed_grads(name, index)
 
     def public(obj):
         return {k for k in obj.__dict__ if not k.startswith("_")}
@@ -339,12 +335,7 @@ def test_tensor_lr(name, shape):
     twin = [Parameter(p.detach().clone()) for p in ours]
     opt = T.make(name, ours, lr=torch.full(shape, 0.01))
     ref = T.make(name, twin, lr=0.01)
-    for _ in range(3):
-        for p, q in zip(ours, twin):
-            p.grad = torch.randn_like(p)
-            q.grad = p.grad.clone()
-        opt.step()
-        ref.step()
+    T.step_together(opt, ref, ours, twin, 3)
     for p, q in zip(ours, twin):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=0.0)
 
