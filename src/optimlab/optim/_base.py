@@ -21,7 +21,10 @@ Around that, the same way for every algorithm:
 
 * torch.optim semantics: param groups, ``step(closure)``, ``maximize``, ``zero_grad``, LR schedulers,
   ``state_dict``/``load_state_dict`` (bit-exact, loads with ``torch.load(weights_only=True)``, state keeps its
-  own dtype instead of being cast to the parameter's, no aliasing between a saved dict and the live state);
+  own dtype instead of being cast to the parameter's, no aliasing between a saved dict and the live state; a
+  state dict that does not fit is refused at load, naming the key and the parameter), torch's implementation
+  flags (``foreach`` has no effect, ``fused=True`` is ``compile=True``): see ``_compat.py`` and
+  docs/compatibility.md;
 * validation: every hyperparameter is checked when a group is added, ``ValueError`` names the field;
 * dtypes: math in fp32 for bf16/fp16 parameters (state in fp32), optional stochastic rounding on write-back;
   complex parameters are updated through ``torch.view_as_real`` (elementwise rules only);
