@@ -11,6 +11,7 @@ FOREACH_TENSOR = "lr or betas as tensors with foreach=True"
 MIXED_BETAS = "betas mixing a float and a tensor"
 MUON_SHAPES = "Muon takes parameters of any shape"
 EARLY_COMPLEX = "unsupported complex parameters are refused at construction"
+MUON_GROUP_KEY = "Muon's param groups name the scaling adjust_lr"
 
 DIFFERENCES: dict[tuple[str, str, str], str] = {
     **{
@@ -27,6 +28,7 @@ DIFFERENCES: dict[tuple[str, str, str], str] = {
     ("errors", "Muon", "only support 2D parameters"): MUON_SHAPES,
     ("errors", "Muon", "does not support complex parameters"): EARLY_COMPLEX,
     ("errors", "Adafactor", "does not support complex parameters"): EARLY_COMPLEX,
+    ("cross_load", "Muon", "optimlab->torch"): MUON_GROUP_KEY,
 }
 
 

@@ -520,7 +520,7 @@ class Optimizer(torch.optim.Optimizer):
         for saved_id, p in zip(saved_ids, params):
             saved = state_dict["state"].get(saved_id)
             if isinstance(saved, dict):
-                self.state[p] = {name: _compat.restore(name, v, p) for name, v in saved.items()}
+                self.state[p] = _compat.restore_state(saved, p)
         for group in self.param_groups:
             _compat.fill_group_defaults(group, defaults)
             group.setdefault("nonfinite_skips", 0)

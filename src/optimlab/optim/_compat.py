@@ -14,7 +14,8 @@ load the way torch's do but are checked against the optimizer first (docs/compat
   same state keys (another algorithm's state, a missing key) and the same tensor shapes. A mismatch raises
   ``ValueError`` naming the key and the parameter at load time, never a failure deep in a kernel at the next
   step. As in torch, a saved param group without keys that newer versions added gets them from the defaults,
-  and a plain-number ``step`` (older torch checkpoints) becomes a tensor.
+  and a plain-number ``step`` (older torch checkpoints) becomes a tensor. State saved by torch.optim loads (the
+  same keys; a ``step`` that torch's SGD and Muon do not keep counts as 1).
 """
 
 from __future__ import annotations
@@ -87,6 +88,14 @@ def restore(name: str, value: Any, p: Tensor) -> Any:
     return value.to(device=p.device, copy=True) if value.ndim > 0 else value.clone()
 
 
+def restore_state(saved: dict[str, Any], p: Tensor) -> dict[str, Any]:
+    """The live state of ``p`` from its saved state (copies, see :func:`restore`). torch's SGD and Muon keep no step
+    counter; their saved buffers mean at least one step was taken, so a missing ``step`` is 1."""
+    state = {name: restore(name, value, p) for name, value in saved.items()}
+    state.setdefault("step", torch.tensor(1.0, dtype=torch.float32))
+    return state
+
+
 def _label(group: dict[str, Any], index_in_group: int, g: int, p: Tensor) -> str:
     names = group.get("param_names")
     name = f"'{names[index_in_group]}' " if names else ""
@@ -132,7 +141,7 @@ def check_state_dict(opt: Optimizer, state_dict: dict[str, Any]) -> None:
                 continue
             pview = {**view, LAYOUT: opt.layout(p, view)} if has_layouts else view
             expected = _expected_state(opt, p, pview)
-            missing = [k for k in expected if k not in saved]
+            missing = [k for k in expected if k not in saved and k != "step"]  # see restore_state
             unexpected = [k for k in saved if k not in expected and k not in lazy]
             where = _label(group, i, g, p)
             if missing or unexpected:
@@ -144,7 +153,7 @@ def check_state_dict(opt: Optimizer, state_dict: dict[str, Any]) -> None:
                     + f" (expected {sorted(expected)}; a state dict of another optimizer or configuration?)"
                 )
             for key, shape in expected.items():
-                value = saved[key]
+                value = saved.get(key)
                 if shape is None or not isinstance(value, Tensor):
                     continue
                 if key == "step":
