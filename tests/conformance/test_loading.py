@@ -131,3 +131,9 @@ def test_older_checkpoint_without_new_group_keys_and_with_number_step_loads():
     assert torch.is_tensor(opt.state[params[0]]["step"])
     opt.step()
     assert int(opt.state[params[0]]["step"]) == 2
+
+
+def test_a_wrappers_state_dict_keeps_a_non_dict_entry_a_hook_added():
+    opt, _ = _trained("sam")
+    opt.register_state_dict_pre_hook(lambda o: o.state.__setitem__("note", 1))
+    assert opt.state_dict()["state"]["note"] == 1

@@ -94,7 +94,10 @@ class WrapperOptimizer(torch.optim.Optimizer):
     def state_dict(self) -> dict[str, Any]:
         base_sd = self.base.state_dict()
         own = super().state_dict()
-        own["state"] = {k: {n: v.clone() for n, v in s.items()} for k, s in own["state"].items()}
+        own["state"] = {  # copies; an entry a hook put into ``self.state`` that is not a per-parameter dict is kept
+            k: {n: (v.clone() if isinstance(v, Tensor) else v) for n, v in s.items()} if isinstance(s, dict) else s
+            for k, s in own["state"].items()
+        }
         own["base_state"] = base_sd["state"]
         own["param_groups"] = base_sd["param_groups"]
         return own
