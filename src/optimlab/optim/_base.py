@@ -21,7 +21,10 @@ Around that, the same way for every algorithm:
 
 * torch.optim semantics: param groups, ``step(closure)``, ``maximize``, ``zero_grad``, LR schedulers,
   ``state_dict``/``load_state_dict`` (bit-exact, loads with ``torch.load(weights_only=True)``, state keeps its
-  own dtype instead of being cast to the parameter's, no aliasing between a saved dict and the live state);
+  own dtype instead of being cast to the parameter's, no aliasing between a saved dict and the live state; a
+  state dict that does not fit is refused at load, naming the key and the parameter), torch's implementation
+  flags (``foreach`` has no effect, ``fused=True`` is ``compile=True``): see ``_compat.py`` and
+  docs/compatibility.md;
 * validation: every hyperparameter is checked when a group is added, ``ValueError`` names the field;
 * dtypes: math in fp32 for bf16/fp16 parameters (state in fp32), optional stochastic rounding on write-back;
   complex parameters are updated through ``torch.view_as_real`` (elementwise rules only);
@@ -46,7 +49,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from . import _kernels
+from . import _compat, _kernels
 from ._compiled import apply_group, apply_group_skipping, as_tensor, inductor_hoisting_scalars
 from ._rules import OneOf, Rule
 
@@ -145,7 +148,8 @@ def finite_mask(tensors: list[Tensor]) -> list[bool]:
     mask = sums.isfinite().tolist()
     for i, ok in enumerate(mask):
         if not ok:
-            mask[i] = bool(torch.isfinite(local[i]).all())
+            values = local[i]._values() if local[i].is_sparse else local[i]  # sparse gradients (SGD)
+            mask[i] = bool(torch.isfinite(values).all())
     meshes: dict[int, tuple[Any, list[int]]] = {}
     for i, t in enumerate(tensors):
         if t is not local[i]:
@@ -185,6 +189,10 @@ class Optimizer(torch.optim.Optimizer):
     #: (replicated) state on every rank, and writes back the local shard: matrix rules (Newton-Schulz, eigenbases,
     #: Kronecker factors, projections), global quantization blocks, per-tensor buffers of another shape.
     shard_local: ClassVar[bool] = True
+    #: state keys a class adds after ``init_state`` (in ``prepare``): accepted, not required, by ``load_state_dict``
+    lazy_state_names: ClassVar[tuple[str, ...]] = ()
+    #: whether the update takes sparse gradients (``nn.Embedding(sparse=True)``); others refuse them clearly
+    supports_sparse: ClassVar[bool] = False
     #: whether ``step`` needs a closure (re-evaluates the loss)
     requires_closure: ClassVar[bool] = False
     #: whether the closure's backward must build a graph (``loss.backward(create_graph=True)``) for HVPs
@@ -203,9 +211,15 @@ class Optimizer(torch.optim.Optimizer):
         nonfinite: str = "skip",
         stochastic_rounding: bool = False,
         seed: int = 0,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
     ) -> None:
         OneOf(NONFINITE_POLICIES).check("nonfinite", nonfinite)
         OneOf((True, False)).check("compile", compile)
+        # torch.optim's implementation flags (optim/_compat.py): foreach has no effect, fused=True is compile=True
+        compile = _compat.implementation_flags(type(self).__name__, compile, foreach, fused, capturable, differentiable)
         OneOf((True, False)).check("stochastic_rounding", stochastic_rounding)
         defaults = {**defaults}
         defaults.setdefault("maximize", False)
@@ -250,6 +264,7 @@ class Optimizer(torch.optim.Optimizer):
             if name in group:
                 rule.check(name, group[name])
         OneOf((True, False)).check("maximize", group.get("maximize", False))
+        _compat.as_scalars(group, self.hyperparameters)  # a [1]- or [1, 1]-shaped lr tensor acts as a 0-d one
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -334,7 +349,7 @@ class Optimizer(torch.optim.Optimizer):
                 grad = p.grad
                 if grad is None:
                     continue
-                if grad.is_sparse:
+                if grad.is_sparse and not self.supports_sparse:
                     raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
                 copied = False
                 if _is_sharded(p) and not self.shard_local:
@@ -502,25 +517,29 @@ class Optimizer(torch.optim.Optimizer):
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
         """Like torch.optim's, but the state tensors are copies: a dict kept in memory does not change as
-        training goes on."""
+        training goes on. Entries a hook put into ``self.state`` that are not per-parameter dicts are kept as is."""
         sd = super().state_dict()
-        sd["state"] = {
-            k: {name: (v.clone() if isinstance(v, Tensor) else v) for name, v in s.items()}
-            for k, s in sd["state"].items()
-        }
+        sd["state"] = {k: _copied(s) if isinstance(s, dict) else s for k, s in sd["state"].items()}
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Like torch.optim's, but state tensors keep the dtype they were saved with (fp32 state of bf16
-        parameters stays fp32, real views of complex parameters stay real) and are copied, not aliased."""
+        """Like torch.optim's, but checked first: per-parameter state of another algorithm or configuration, a
+        missing key or a wrong-shaped tensor raises ``ValueError`` naming the key and the parameter, before
+        anything changes (optim/_compat.py). State tensors keep the dtype they were saved with (fp32 state of bf16
+        parameters stays fp32, real views of complex parameters stay real) and are copied, not aliased. As in
+        torch, group keys missing from an older checkpoint come from the defaults and a plain-number ``step``
+        loads."""
+        _compat.check_state_dict(self, state_dict)
+        defaults = dict(self.defaults)  # before torch's __setstate__ adds its own keys to them
         super().load_state_dict(state_dict)
         saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
         params = [p for g in self.param_groups for p in g["params"]]
         for saved_id, p in zip(saved_ids, params):
             saved = state_dict["state"].get(saved_id)
-            if saved is not None:
-                self.state[p] = {name: _restore(v, p) for name, v in saved.items()}
+            if isinstance(saved, dict):
+                self.state[p] = _compat.restore_state(saved, p)
         for group in self.param_groups:
+            _compat.fill_group_defaults(group, defaults)
             group.setdefault("nonfinite_skips", 0)
             self._check_hyperparameters(group)
 
@@ -535,9 +554,6 @@ class Optimizer(torch.optim.Optimizer):
         return "\n".join(lines)
 
 
-def _restore(value: Any, p: Tensor) -> Any:
-    """A copy of a saved state value: tensors move to the parameter's device, except 0-d scalars (step counters),
-    which stay where they were saved (on the CPU) as torch.optim keeps them, so reading them costs no sync."""
-    if not isinstance(value, Tensor):
-        return value
-    return value.to(device=p.device, copy=True) if value.ndim > 0 else value.clone()
+def _copied(state: dict[str, Any]) -> dict[str, Any]:
+    """A per-parameter state dict with its tensors cloned."""
+    return {name: (v.clone() if isinstance(v, Tensor) else v) for name, v in state.items()}

@@ -2,6 +2,12 @@
 
 A rule checks a value (raising ``ValueError`` that names the field and the allowed range) and can produce
 values that violate it, so the generic test matrix checks every field of every optimizer automatically.
+
+Messages start the way torch.optim's do for the same bad value ("Invalid learning rate: -1", "Invalid beta
+parameter at index 0: 1.0", "Invalid weight_decay value: -1", "Tensor lr must be 1-element"), so code and tests
+written against torch's messages keep working, and go on with the rule ("lr must be a number in [0.0, inf)").
+A rule's ``torch_message`` replaces that opening where torch phrases a field its own way (Adafactor's
+"Clipping threshold d should be >= 1 but is: 0.0").
 """
 
 from __future__ import annotations
@@ -13,14 +19,29 @@ from typing import Any
 
 import torch
 
+#: torch.optim's words for a field in "Invalid <words>: <value>" (others: "<name> value")
+_TORCH_LABELS = {"lr": "learning rate", "eps": "epsilon value"}
+
+
+def invalid(name: str, value: Any, requirement: str, torch_message: str | None = None) -> ValueError:
+    """The ValueError for a bad ``value`` of field ``name``: torch.optim's opening, then ``requirement``."""
+    if torch_message is not None:
+        return ValueError(f"{torch_message} but is: {value!r} ({name} {requirement})")
+    field, _, index = name.partition("[")
+    if field == "betas" and index:
+        label = f"beta parameter at index {index.rstrip(']')}"
+    else:
+        label = _TORCH_LABELS.get(name, f"{name} value")
+    return ValueError(f"Invalid {label}: {value!r} ({name} {requirement})")
+
 
 def _as_float(name: str, value: Any) -> float:
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(value.shape)}")
+            raise ValueError(f"Tensor {name} must be 1-element, got a tensor of shape {tuple(value.shape)}")
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise invalid(name, value, "must be a number")
     return float(value)
 
 
@@ -34,6 +55,7 @@ class Range:
     high_open: bool = False
     integer: bool = False
     optional: bool = False  # None allowed
+    torch_message: str | None = None  # torch.optim's own message for this field, where it has one
 
     def describe(self) -> str:
         left = "(" if self.low_open or self.low == -math.inf else "["
@@ -45,13 +67,13 @@ class Range:
         if value is None and self.optional:
             return
         if self.integer and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ValueError(f"{name} must be {self.describe()}, got {value!r}")
+            raise invalid(name, value, f"must be {self.describe()}", self.torch_message)
         x = _as_float(name, value)
         ok = not math.isnan(x)
         ok = ok and (x > self.low if self.low_open else x >= self.low)
         ok = ok and (x < self.high if self.high_open else x <= self.high)
         if not ok:
-            raise ValueError(f"{name} must be {self.describe()}, got {value!r}")
+            raise invalid(name, value, f"must be {self.describe()}", self.torch_message)
 
     def bad_values(self) -> list[Any]:
         bad: list[Any] = [] if self.integer else [math.nan]

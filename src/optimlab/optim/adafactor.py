@@ -32,7 +32,7 @@ from torch import Tensor
 from .. import registry as R
 from . import _kernels as K
 from ._layout import LAYOUT, PerParamLayout
-from ._rules import Range, _as_float
+from ._rules import Range, _as_float, invalid
 
 FACTORED, VECTOR = "factored", "vector"
 
@@ -47,10 +47,10 @@ class EpsPair:
         if eps1 is not None:
             x = _as_float(f"{name}[0]", eps1)
             if not x >= 0:
-                raise ValueError(f"{name}[0] must be a number in [0, inf) or None, got {eps1!r}")
+                raise invalid(f"{name}[0]", eps1, "must be a number in [0, inf) or None", "epsilon1 should be >= 0")
         x = _as_float(f"{name}[1]", eps2)
         if not x >= 0:
-            raise ValueError(f"{name}[1] must be a number in [0, inf), got {eps2!r}")
+            raise invalid(f"{name}[1]", eps2, "must be a number in [0, inf)", "epsilon2 should be >= 0")
 
     def bad_values(self) -> list[Any]:
         return [(None,), "0.1", (-1.0, 1e-3), (math.nan, 1e-3), (None, -1.0), (None, math.nan), (None, None)]
@@ -118,9 +118,9 @@ class Adafactor(PerParamLayout):
 
     hyperparameters = {
         "lr": Range(0.0),
-        "beta2_decay": Range(high=0.0),
+        "beta2_decay": Range(high=0.0, torch_message="beta2_decay should be <= 0"),
         "eps": EpsPair(),
-        "d": Range(1.0),
+        "d": Range(1.0, torch_message="Clipping threshold d should be >= 1"),
         "weight_decay": Range(0.0),
     }
     supports_complex = False

@@ -245,7 +245,8 @@ class Muon(Optimizer):
         momentum, nesterov: EMA momentum coefficient μ and the Nesterov look-ahead.
         ns_coefficients, ns_steps, eps, eps_mode, ns_dtype: the Newton–Schulz iteration
             (:func:`optimlab.curvature.newton_schulz`).
-        adjust_lr: ``"original"`` √max(1, rows/cols), ``"match_rms_adamw"`` 0.2·√max(rows, cols), or ``"none"``.
+        adjust_lr: ``"original"`` √max(1, rows/cols), ``"match_rms_adamw"`` 0.2·√max(rows, cols), or ``"none"``;
+            ``adjust_lr_fn`` (torch.optim.Muon's name, ``None`` = ``"original"``) is accepted for it.
         fallback: registered elementwise algorithm for non-matrix parameters (``"adamw"``).
         fallback_options: the fallback's hyperparameters other than lr / weight_decay (e.g. ``betas``, ``eps``),
             on top of its registered defaults.
@@ -290,9 +291,19 @@ class Muon(Optimizer):
         fallback: str = FROM_PRESET,
         fallback_options: Mapping[str, Any] = FROM_PRESET,
         maximize: bool = False,
+        adjust_lr_fn: str | None = FROM_PRESET,
         **options: Any,
     ) -> None:
         self.hyperparameters["preset"].check("preset", preset)
+        if adjust_lr_fn is not FROM_PRESET:  # torch.optim.Muon's name for adjust_lr (None: "original")
+            if adjust_lr is not FROM_PRESET:
+                raise ValueError("pass adjust_lr or torch's name for it, adjust_lr_fn, not both")
+            adjust_lr = "original" if adjust_lr_fn is None else adjust_lr_fn
+            if adjust_lr not in ADJUST_LR:
+                raise ValueError(
+                    f"Adjust learning rate function {adjust_lr_fn} is not supported (adjust_lr_fn must be one of "
+                    f"{list(ADJUST_LR)} or None)"
+                )
         given = dict(
             lr=lr,
             momentum=momentum,

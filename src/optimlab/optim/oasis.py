@@ -70,6 +70,7 @@ class OASIS(SecondOrderOptimizer):
         "init_samples": Range(1, integer=True),
         **PROBE_RULES,
     }
+    lazy_state_names = ("eta", "theta")  # added by prepare on the first step
     requires_hvp = True
 
     def __init__(

@@ -38,7 +38,12 @@ def sgd_update_(
     weight_decay: K.Scalar,
     nesterov: bool,
 ) -> None:
-    """p ← p − lr·d with d = g (plain), b (heavy ball) or g + μ·b (Nesterov); L2 decay folded into g."""
+    """p ← p − lr·d with d = g (plain), b (heavy ball) or g + μ·b (Nesterov); L2 decay folded into g.
+
+    A sparse gradient stays sparse for the plain step (p ← p − lr·g touches only its rows, as torch's); with
+    momentum or weight decay, whose state and decay are dense anyway, it is made dense first."""
+    if grad.is_sparse and (momentum_buffer is not None or not K.is_zero(weight_decay)):
+        grad = grad.to_dense()
     grad = K.coupled_decay(grad, p, weight_decay)
     if momentum_buffer is not None:
         momentum_buffer_(momentum_buffer, grad, momentum, dampening, step)
@@ -49,8 +54,11 @@ def sgd_update_(
 class SGD(Optimizer):
     """SGD with optional heavy-ball/Nesterov momentum, dampening and L2 decay.
 
-    Same arguments and defaults as ``torch.optim.SGD``; no state is kept when ``momentum == 0``.
+    Same arguments and defaults as ``torch.optim.SGD``; no state is kept when ``momentum == 0``. Takes sparse
+    gradients as torch's does (its momentum buffer is dense, where torch's follows the gradient's layout).
     """
+
+    supports_sparse = True
 
     hyperparameters = {
         "lr": Range(0.0),

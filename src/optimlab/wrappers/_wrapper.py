@@ -48,6 +48,8 @@ class WrapperOptimizer(torch.optim.Optimizer):
     #: rules of the wrapper's own hyperparameters (the base validates its own)
     hyperparameters: ClassVar[dict[str, Rule]] = {}
     requires_closure: ClassVar[bool] = True
+    #: per-parameter state entries holding one number; every other state tensor has its parameter's shape
+    scalar_state: ClassVar[tuple[str, ...]] = ("step",)
 
     def __init__(self, params, base, base_kwargs: dict[str, Any], wrapper_defaults: dict[str, Any]) -> None:
         for name, rule in self.hyperparameters.items():
@@ -92,12 +94,18 @@ class WrapperOptimizer(torch.optim.Optimizer):
     def state_dict(self) -> dict[str, Any]:
         base_sd = self.base.state_dict()
         own = super().state_dict()
-        own["state"] = {k: {n: v.clone() for n, v in s.items()} for k, s in own["state"].items()}
+        own["state"] = {  # copies; an entry a hook put into ``self.state`` that is not a per-parameter dict is kept
+            k: {n: (v.clone() if isinstance(v, Tensor) else v) for n, v in s.items()} if isinstance(s, dict) else s
+            for k, s in own["state"].items()
+        }
         own["base_state"] = base_sd["state"]
         own["param_groups"] = base_sd["param_groups"]
         return own
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state dict of this wrapper: checked first (the wrapper's own state here, the base's by the base),
+        so a mismatch raises ``ValueError`` naming the key and parameter before anything changes."""
+        self._check_state_dict(state_dict)
         self.base.load_state_dict({"state": state_dict["base_state"], "param_groups": state_dict["param_groups"]})
         self.param_groups = self.base.param_groups
         params = [p for g in self.param_groups for p in g["params"]]
@@ -107,6 +115,28 @@ class WrapperOptimizer(torch.optim.Optimizer):
             saved = state_dict["state"].get(saved_id)
             if saved:
                 self.state[p] = {n: v.to(device=p.device, copy=True) for n, v in saved.items()}
+
+    def _check_state_dict(self, state_dict: dict[str, Any]) -> None:
+        owner = type(self).__name__
+        if not isinstance(state_dict, dict) or "base_state" not in state_dict:
+            raise ValueError(
+                f"{owner}.load_state_dict: not a {owner} state dict (it has no 'base_state' entry, which holds the "
+                f"base optimizer's state); a state dict of the base optimizer alone loads into {owner}.base"
+            )
+        params = [p for g in self.param_groups for p in g["params"]]
+        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        for index, (saved_id, p) in enumerate(zip(saved_ids, params)):
+            saved = state_dict["state"].get(saved_id)
+            for key, value in saved.items() if isinstance(saved, dict) else ():
+                if not isinstance(value, Tensor):
+                    continue
+                scalar = key in self.scalar_state
+                if (value.numel() != 1) if scalar else (value.shape != p.shape):
+                    expected = "one element" if scalar else f"shape {tuple(p.shape)}"
+                    raise ValueError(
+                        f"{owner}.load_state_dict: state '{key}' of parameter {index} (shape {tuple(p.shape)}) has "
+                        f"shape {tuple(value.shape)}, expected {expected}"
+                    )
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "base": self.base}

@@ -37,6 +37,7 @@ class ScheduleFreeWrapper(WrapperOptimizer):
     training and evaluation; the parameters are float32/float64 (z is kept in the parameter's dtype).
     """
 
+    scalar_state = ("step", "weight_sum", "lr_max")
     hyperparameters = {
         "sf_momentum": Range(0.0, 1.0, low_open=True, high_open=True),
         "weight_decay_at_y": Range(0.0),
