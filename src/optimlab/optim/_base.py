@@ -39,6 +39,7 @@ Around that, the same way for every algorithm:
 from __future__ import annotations
 
 import inspect
+import math
 import types
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, ClassVar
@@ -72,7 +73,7 @@ LAYOUT = "_layout"
 class Slot:
     """One parameter in one step, as the pipeline and :meth:`Optimizer.prepare` see it."""
 
-    __slots__ = ("group", "p", "work", "grad", "state", "layout", "copied")
+    __slots__ = ("group", "p", "work", "grad", "state", "layout", "copied", "guarded", "saved")
 
     def __init__(
         self,
@@ -91,6 +92,23 @@ class Slot:
         self.state = state  #: its state dict (``"step"`` and the state tensors)
         self.layout = layout  #: its state layout (``Optimizer.layout``)
         self.copied = copied  #: ``work`` is a copy (fp32 of low precision, full tensor of a shard) to write back
+        self.guarded = False  #: the update runs on a snapshot and its result is checked (see ``Optimizer._apply``)
+        self.saved: list[tuple[Tensor, Tensor]] | None = None  #: the snapshot: (tensor, copy) of state and param
+
+    def snapshot(self) -> None:
+        """Copy the parameter (unless ``work`` is a throw-away copy) and every state tensor but the step counter,
+        once: a guarded slot is snapshotted before ``prepare`` (which may write state) or else before its update."""
+        if self.saved is None:
+            tensors = [v for k, v in self.state.items() if k != "step" and isinstance(v, Tensor)]
+            if not self.copied:
+                tensors.append(self.work)
+            self.saved = [(t, t.clone()) for t in tensors]
+
+    def restore(self) -> None:
+        """Put back the snapshot, and the step counter as it was before this step."""
+        for tensor, old in self.saved or ():
+            tensor.copy_(old)
+        self.state["step"].sub_(1)
 
     @property
     def t(self) -> int:
@@ -112,35 +130,59 @@ def _update_keywords(update: Callable) -> tuple[str, ...]:
 
 
 def finite_mask(tensors: list[Tensor]) -> list[bool]:
-    """Whether each tensor is free of NaN/Inf (the test behind the non-finite policy).
+    """Whether each tensor is free of NaN/Inf (the test behind the non-finite policy); see :func:`screen_levels`."""
+    return [level != NONFINITE for level in screen_levels(tensors)]
 
-    A sum is finite only if every summand is (NaN and ±Inf propagate through addition), so one reduction per
-    tensor, which reads it once and allocates nothing, settles the common case; this is ~10x cheaper than
-    ``isfinite(g).all()``, which materialises a bool tensor. A non-finite sum can also come from finite values that
-    overflow, so those tensors (and only those) get the exact check. One host read-back for the whole list.
+
+#: levels of :func:`screen_levels`
+NONFINITE, FINITE, LARGE = 0, 1, 2
+
+
+def large_norm(dtype: torch.dtype) -> float:
+    """The ℓ2 norm from which a finite tensor counts as large: the fourth root of the dtype's range (4.3e9 for
+    fp32), below which squares, fourth powers and their sums stay finite in the updates."""
+    info = torch.finfo(dtype if dtype.is_floating_point else torch.float32)
+    return info.max**0.25
+
+
+def screen_levels(tensors: list[Tensor]) -> list[int]:
+    """Per tensor: ``NONFINITE`` (a NaN/Inf entry), ``LARGE`` (finite, with an ℓ2 norm of at least
+    :func:`large_norm`: an update can overflow) or ``FINITE``.
+
+    One ℓ2-norm reduction per tensor (reads it once, allocates nothing; NaN and Inf propagate into it) and one host
+    read-back for the whole list settle the common case; a norm that overflowed from finite entries is told apart
+    by an exact check of that tensor only.
 
     A sharded tensor (DTensor, e.g. under FSDP2) is tested on its local shard and the verdict is agreed over its
-    device mesh (one all-reduce of the flags per mesh), so every rank takes the same decision for a parameter.
+    device mesh (one all-reduce of the levels per mesh), so every rank takes the same decision for a parameter.
     """
     if not tensors:
         return []
     local = [_local(t) for t in tensors]
-    sums = torch.stack([t.sum() for t in local]) if len(local) > 1 else local[0].sum().reshape(1)
-    mask = sums.isfinite().tolist()
-    for i, ok in enumerate(mask):
-        if not ok:
-            mask[i] = bool(torch.isfinite(local[i]).all())
+    norms = [torch.linalg.vector_norm(t) for t in local]
+    norms = (torch.stack(norms) if len(norms) > 1 else norms[0].reshape(1)).tolist()
+    levels = []
+    for t, norm in zip(local, norms):
+        if not math.isfinite(norm):
+            levels.append(LARGE if bool(torch.isfinite(t).all()) else NONFINITE)
+        else:
+            levels.append(LARGE if norm >= large_norm(t.dtype) else FINITE)
     meshes: dict[int, tuple[Any, list[int]]] = {}
     for i, t in enumerate(tensors):
         if t is not local[i]:
             meshes.setdefault(id(t.device_mesh), (t.device_mesh, []))[1].append(i)
     for mesh, index in meshes.values():
-        bad = torch.tensor([0.0 if mask[i] else 1.0 for i in index], device=local[index[0]].device)
+        # most severe verdict wins: nonfinite (2) > large (1) > finite (0)
+        severity = torch.tensor([float(_SEVERITY[levels[i]]) for i in index], device=local[index[0]].device)
         for dim in range(mesh.ndim):
-            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX, group=mesh.get_group(dim))
-        for i, flag in zip(index, bad.tolist()):
-            mask[i] = flag == 0.0
-    return mask
+            torch.distributed.all_reduce(severity, op=torch.distributed.ReduceOp.MAX, group=mesh.get_group(dim))
+        for i, flag in zip(index, severity.tolist()):
+            levels[i] = _LEVEL_OF_SEVERITY[int(flag)]
+    return levels
+
+
+_SEVERITY = {FINITE: 0, LARGE: 1, NONFINITE: 2}
+_LEVEL_OF_SEVERITY = {v: k for k, v in _SEVERITY.items()}
 
 
 def _is_sharded(t: Tensor) -> bool:
@@ -169,6 +211,12 @@ class Optimizer(torch.optim.Optimizer):
     #: (replicated) state on every rank, and writes back the local shard: matrix rules (Newton-Schulz, eigenbases,
     #: Kronecker factors, projections), global quantization blocks, per-tensor buffers of another shape.
     shard_local: ClassVar[bool] = True
+    #: whether every update runs guarded (snapshot, result check, restore on failure; see ``Optimizer._apply``),
+    #: not only those of large gradients: rules built on linear algebra (eigh, Cholesky, QR), which can fail or
+    #: lose finiteness for any gradient, and whose matrix work dwarfs the copy
+    guard_every_update: ClassVar[bool] = False
+    #: state tensors the result check leaves out: ones that hold ±Inf on purpose (sentinels of empty slots)
+    unchecked_state: ClassVar[tuple[str, ...]] = ()
     #: whether ``step`` needs a closure (re-evaluates the loss)
     requires_closure: ClassVar[bool] = False
     #: whether the closure's backward must build a graph (``loss.backward(create_graph=True)``) for HVPs
@@ -289,9 +337,12 @@ class Optimizer(torch.optim.Optimizer):
         slots = self._gather()
         custom_prepare = type(self).prepare is not Optimizer.prepare
         in_graph = self.compile or traced
-        if slots and (custom_prepare or not (in_graph and self.nonfinite == "skip")):
+        if slots and (custom_prepare or not in_graph or self.nonfinite == "raise"):
             slots = self._screen(slots, [s.grad for s in slots], "gradient")
         if custom_prepare and slots:
+            for slot in slots:
+                if slot.guarded:
+                    slot.snapshot()  # prepare may write state (curvature EMAs)
             slots = self.prepare(slots, loss, extras, closure)
         if self.requires_closure:  # only a closure's backward can leave a graph on the gradients
             self._detach_grads()
@@ -345,26 +396,37 @@ class Optimizer(torch.optim.Optimizer):
         """The non-finite policy, the one implementation: the slots whose value (the gradient, a curvature
         estimate, the loss, ...) is free of NaN/Inf. ``"skip"`` drops the others (counted per group in
         ``group["nonfinite_skips"]`` when ``count``), ``"raise"`` raises ``FloatingPointError`` before anything
-        is modified, ``"propagate"`` keeps every slot."""
+        is modified, ``"propagate"`` keeps every slot. A slot whose value is finite but large enough for its
+        update to overflow (:func:`screen_levels`) is marked ``guarded``: :meth:`_apply` checks its result."""
         if self.nonfinite == "propagate" or not slots:
             return slots
-        keep = finite_mask(values)
-        if all(keep):
+        levels = screen_levels(values)
+        kept = []
+        for slot, level in zip(slots, levels):
+            if level == NONFINITE:
+                continue
+            slot.guarded = slot.guarded or level == LARGE or self.guard_every_update
+            kept.append(slot)
+        if len(kept) == len(slots):
             return slots
         if self.nonfinite == "raise":
             raise FloatingPointError(
-                f"{type(self).__name__}: non-finite {what} in {keep.count(False)} parameter(s) this step"
+                f"{type(self).__name__}: non-finite {what} in {len(slots) - len(kept)} parameter(s) this step"
             )
-        kept = []
-        for slot, ok in zip(slots, keep):
-            if ok:
-                kept.append(slot)
-            elif count:
-                slot.group["nonfinite_skips"] += 1
+        if count:
+            for slot, level in zip(slots, levels):
+                if level == NONFINITE:
+                    slot.group["nonfinite_skips"] += 1
         return kept
 
     def _apply(self, slots: list[Slot], traced: bool = False) -> None:
         """The per-tensor updates: one bucket per (param group, layout), eager loop or compiled.
+
+        Eager, a ``guarded`` slot (a large gradient, or ``guard_every_update``) is updated first, on a snapshot of
+        its parameter and state: if its result holds a NaN/Inf or its linear algebra fails
+        (``torch.linalg.LinAlgError``), the snapshot is restored and the policy applies (``"skip"``: counted in
+        ``nonfinite_skips``; ``"raise"``: every guarded slot is restored, then ``FloatingPointError``, before any
+        other parameter moves). Compiled, the result test is folded into the kernels (:func:`apply_group_skipping`).
 
         ``traced``: the step is traced by the user's ``torch.compile``. The graph path is then taken inline (no
         nested compile): step counters and hyperparameters stay tensors, because Python-float counters would be
@@ -372,35 +434,73 @@ class Optimizer(torch.optim.Optimizer):
         buckets: dict[tuple[int, Hashable], list[Slot]] = {}
         for slot in slots:
             buckets.setdefault((id(slot.group), slot.layout), []).append(slot)
-        skip_in_graph = (self.compile or traced) and self.nonfinite == "skip"
+        checked_in_graph = (self.compile or traced) and self.nonfinite != "propagate"
+        later: list[tuple[Callable, Slot, list[Tensor], float, dict[str, Any]]] = []
+        guarded: list[tuple[Callable, Slot, list[Tensor], float, dict[str, Any]]] = []
         for bucket in buckets.values():
             group, layout = bucket[0].group, bucket[0].layout
             view = group if layout is None else {**group, "params": [s.p for s in bucket], LAYOUT: layout}
             update = self.update_function(view)
             hyper = self.hyper(view)
-            work_params = [s.work for s in bucket]
-            grads = [s.grad for s in bucket]
             keys = self.state_keys(view)
             states = [[s.state[name] for name in keys] for s in bucket]
             steps = [s.state["step"] for s in bucket]
             if not (traced or self.compile):
-                for work_p, grad, state, step in zip(work_params, grads, states, _advance(steps)):
-                    update(work_p, grad, *state, step=step, **hyper)
+                for s, state, step in zip(bucket, states, _advance(steps)):
+                    (guarded if s.guarded else later).append((update, s, state, step, hyper))
+                continue
+            structural = self._integer_hyperparameters()
+            hyper = {k: v if k in structural else as_tensor(v) for k, v in hyper.items()}
+            if traced:
+                loop = apply_group_skipping if checked_in_graph else apply_group
             else:
-                structural = self._integer_hyperparameters()
-                hyper = {k: v if k in structural else as_tensor(v) for k, v in hyper.items()}
-                if traced:
-                    loop = apply_group_skipping if skip_in_graph else apply_group
-                else:
-                    loop = self._compiled(skip_in_graph)
-                finite = loop(update, work_params, grads, states, steps, hyper)
-                if skip_in_graph:
-                    skipped = len(bucket) - int(finite.sum())
-                    if skipped:
-                        group["nonfinite_skips"] += skipped
-            for s in bucket:
-                if s.copied:
+                loop = self._compiled(checked_in_graph)
+            finite = loop(update, [s.work for s in bucket], [s.grad for s in bucket], states, steps, hyper)
+            failed = len(bucket) - int(finite.sum()) if checked_in_graph else 0
+            if failed and self.nonfinite == "raise":
+                raise FloatingPointError(f"{type(self).__name__}: non-finite update in {failed} parameter(s)")
+            group["nonfinite_skips"] += failed
+            for s, ok in zip(bucket, finite.tolist() if failed else [True] * len(bucket)):
+                if s.copied and ok:
                     self._write_back(s.p, s.work, s.state["step"])
+        if guarded:
+            try:
+                self._apply_guarded(guarded)
+            except FloatingPointError:
+                for _, s, *_ in later:  # "raise": nothing moves, counters included
+                    s.state["step"].sub_(1)
+                raise
+        for update, s, state, step, hyper in later:
+            update(s.work, s.grad, *state, step=step, **hyper)
+            if s.copied:
+                self._write_back(s.p, s.work, s.state["step"])
+
+    def _apply_guarded(self, tasks: list[tuple[Callable, Slot, list[Tensor], float, dict[str, Any]]]) -> None:
+        """The guarded updates (see :meth:`_apply`): snapshot, update, test the result, restore on failure."""
+        failed = []
+        for update, s, state, step, hyper in tasks:
+            s.snapshot()
+            try:
+                update(s.work, s.grad, *state, step=step, **hyper)
+                exempt = self.unchecked_state
+                checked = [s.work, *(v for k, v in s.state.items() if k != "step" and k not in exempt)]
+                ok = all(finite_mask([t for t in checked if t.is_floating_point() or t.is_complex()]))
+            except torch.linalg.LinAlgError:
+                ok = False
+            failed.append(not ok)
+        if self.nonfinite == "raise" and any(failed):
+            for _, s, *_ in tasks:
+                s.restore()
+            raise FloatingPointError(
+                f"{type(self).__name__}: the update of {sum(failed)} parameter(s) gave NaN/Inf or failed in its "
+                "linear algebra this step (large gradients?); nothing was modified"
+            )
+        for (_, s, *_), bad in zip(tasks, failed):
+            if bad:
+                s.restore()
+                s.group["nonfinite_skips"] += 1
+            elif s.copied:
+                self._write_back(s.p, s.work, s.state["step"])
 
     def _detach_grads(self) -> None:
         """Drop the autograd graph the gradients may carry after a closure's ``backward(create_graph=True)``
