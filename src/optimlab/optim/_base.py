@@ -289,9 +289,26 @@ class Optimizer(torch.optim.Optimizer):
         group = self.param_groups[-1]
         self._check_hyperparameters(group)
         group.setdefault("nonfinite_skips", 0)
-        for p in group["params"]:
-            if p.is_complex() and not self.supports_complex:
-                raise ValueError(f"{type(self).__name__} does not support complex parameters")
+        for i, p in enumerate(group["params"]):
+            self._check_parameter(i, p)
+
+    def _check_parameter(self, index: int, p: Tensor) -> None:
+        """``ValueError`` naming parameter ``index`` of a new group if this optimizer cannot update it."""
+        name = f"{type(self).__name__}: parameter {index} of param group {len(self.param_groups) - 1}"
+        if p.is_meta:
+            raise ValueError(
+                f"{name} is on the 'meta' device and holds no data; materialize the model first "
+                "(e.g. model.to_empty(device=...) and initialize it), then build the optimizer"
+            )
+        if p.layout != torch.strided or p.is_quantized:
+            raise ValueError(f"{name} has layout {p.layout}; only dense (strided) parameters are supported")
+        if not (p.is_floating_point() or p.is_complex()):
+            raise ValueError(
+                f"{name} has dtype {p.dtype}; only floating-point (and, for elementwise rules, complex) parameters "
+                "can be optimized"
+            )
+        if p.is_complex() and not self.supports_complex:
+            raise ValueError(f"{type(self).__name__} does not support complex parameters")
 
     # ----------------------------------------------------------------- pipeline hooks
     def layout(self, p: Tensor, group: dict[str, Any]) -> Hashable:
@@ -367,7 +384,7 @@ class Optimizer(torch.optim.Optimizer):
             keys = None if has_layouts else self.state_keys(group)
             for p in group["params"]:
                 grad = p.grad
-                if grad is None:
+                if grad is None or p.numel() == 0:  # a zero-size parameter has nothing to update: no state, no step
                     continue
                 if grad.is_sparse:
                     raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
@@ -375,9 +392,9 @@ class Optimizer(torch.optim.Optimizer):
                 if _is_sharded(p) and not self.shard_local:
                     work, grad = self._working_views(p.full_tensor(), grad.full_tensor(), maximize)
                     copied = True
-                elif maximize or p.dtype in _VIEWED_DTYPES:
+                elif maximize or p.dtype in _VIEWED_DTYPES or not (p.is_contiguous() and grad.is_contiguous()):
                     work, grad = self._working_views(p, grad, maximize)
-                    copied = work is not p and p.dtype in LOW_PRECISION
+                    copied = work.data_ptr() != p.data_ptr()
                 else:
                     work = p
                 if grad.grad_fn is not None:
@@ -512,13 +529,15 @@ class Optimizer(torch.optim.Optimizer):
 
     @staticmethod
     def _working_views(p: Tensor, grad: Tensor, maximize: bool) -> tuple[Tensor, Tensor]:
-        """The tensors the update sees: real views of complex params, fp32 copies of low-precision ones, the
-        gradient negated under ``maximize``."""
+        """The tensors the update sees: real views of complex params, fp32 copies of low-precision ones,
+        contiguous copies of non-contiguous ones (a transposed parameter steps exactly as its contiguous twin: matrix
+        products and reductions round by memory layout), the gradient negated under ``maximize``."""
         work = p
         if p.is_complex():
-            work, grad = torch.view_as_real(p), torch.view_as_real(grad)
+            work, grad = torch.view_as_real(p.contiguous()), torch.view_as_real(grad.contiguous())
         if work.dtype in LOW_PRECISION:
             work, grad = work.float(), grad.float()
+        work, grad = work.contiguous(), grad.contiguous()
         if maximize:
             grad = -grad
         return work, grad
@@ -532,7 +551,9 @@ class Optimizer(torch.optim.Optimizer):
 
             full = DTensor.from_local(work, p.device_mesh, [Replicate()] * p.device_mesh.ndim, run_check=False)
             work, target = full.redistribute(p.device_mesh, p.placements).to_local(), p.to_local()
-        target = torch.view_as_real(target) if target.is_complex() else target
+        if target.is_complex():
+            target.copy_(torch.view_as_complex(work))
+            return
         if self.stochastic_rounding and target.dtype in LOW_PRECISION:
             gen = torch.Generator(device=p.device)
             # a deterministic stream per (seed, parameter, step): resuming needs no saved RNG state
