@@ -9,7 +9,12 @@ every optimlab optimizer goes through one pipeline, :meth:`Optimizer.step`:
 3. **non-finite policy** (``nonfinite=``): ``"skip"`` (default) leaves a parameter with a NaN/Inf gradient and its
    state untouched for that step and counts it in ``group["nonfinite_skips"]``; ``"raise"`` raises
    ``FloatingPointError`` before anything moves; ``"propagate"`` applies the update as torch.optim does. One
-   implementation (:meth:`Optimizer._screen`), also used by ``prepare`` hooks for curvature estimates and losses;
+   implementation (:meth:`Optimizer._screen`), also used by ``prepare`` hooks for curvature estimates and losses.
+   It covers the update's *result* too: a finite gradient large enough to overflow inside the update (ℓ2 norm ≥
+   the dtype's range^¼, :func:`screen_levels`; the same reduction that tests finiteness) and every update of a
+   ``guard_every_update`` class (linear algebra: eigh, Cholesky, QR, SVD, solves) runs on a snapshot of its
+   parameter and state; a NaN/Inf result or a ``torch.linalg.LinAlgError`` restores it and the policy applies in
+   the same step. Ordinary gradients of elementwise rules pay nothing more than the gradient test;
 4. **prepare** (public hook, :meth:`Optimizer.prepare`): the whole-model part of a step (curvature refresh, global
    step sizes, re-evaluating the closure); it may leave parameters out;
 5. **update**: one call of the update function per parameter, bucketed by (param group, :meth:`Optimizer.layout`)
@@ -30,10 +35,9 @@ Around that, the same way for every algorithm:
   not recompile. Integer hyperparameters (rules with ``integer=True``: iteration counts, periods, ranks) stay
   Python ints: they shape the computation, and changing one recompiles. Under ``compile=True`` the ``"skip"``
   policy is folded into the compiled step (unless the class has a ``prepare`` hook, which needs the policy's
-  decision first): each tensor's finiteness test and its guarded update (``where(finite, new, old)``) become one
-  fused kernel per tensor instead of a separate eager pass over every gradient before the step. The test still
-  reads each gradient once more (measured +25-35% over ``"propagate"`` for AdamW on CPU, where the update itself
-  is memory-bound).
+  decision first): each tensor's finiteness tests (its gradient and its update's result) and its guarded update
+  (``where(finite, new, old)``) are fused into the tensor's kernels instead of a separate eager pass over every
+  gradient before the step; ``"raise"`` tests the gradients eagerly first, then the results in the graph.
 """
 
 from __future__ import annotations
