@@ -476,7 +476,10 @@ class Optimizer(torch.optim.Optimizer):
                 loop = apply_group_skipping if checked_in_graph else apply_group
             else:
                 loop = self._compiled(checked_in_graph)
-            finite = loop(update, [s.work for s in bucket], [s.grad for s in bucket], states, steps, hyper)
+            args = (update, [s.work for s in bucket], [s.grad for s in bucket], states, steps, hyper)
+            if checked_in_graph:  # the state positions whose result is tested (``unchecked_state`` left out)
+                args += (tuple(k not in self.unchecked_state for k in keys),)
+            finite = loop(*args)
             failed = len(bucket) - int(finite.sum()) if checked_in_graph else 0
             if failed and self.nonfinite == "raise":
                 raise FloatingPointError(f"{type(self).__name__}: non-finite update in {failed} parameter(s)")

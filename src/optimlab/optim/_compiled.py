@@ -19,10 +19,13 @@ def apply_group(update: Callable, params, grads, states, steps, hyper: dict[str,
         update(p, g, *state, step=step, **hyper)
 
 
-def apply_group_skipping(update: Callable, params, grads, states, steps, hyper: dict[str, Any]) -> Tensor:
+def apply_group_skipping(
+    update: Callable, params, grads, states, steps, hyper: dict[str, Any], checked: tuple[bool, ...] = ()
+) -> Tensor:
     """The group loop under the ``"skip"``/``"raise"`` policies, for ``torch.compile``: returns one bool per
-    tensor, whether its gradient and the result of its update (the parameter and every floating state tensor) are
-    finite; the tensors (parameter, state, step counter) of one that is not keep their old values.
+    tensor, whether its gradient and the result of its update (the parameter and every floating state tensor whose
+    ``checked`` flag, by state position, is not False) are finite; the tensors (parameter, state, step counter) of
+    one that is not keep their old values.
 
     Written as update-then-select so that inductor fuses the tests' reductions, the update and the selection
     into few kernels per tensor (the ``clone``s are not materialised: the kernel reduces over the gradient, then
@@ -38,8 +41,8 @@ def apply_group_skipping(update: Callable, params, grads, states, steps, hyper: 
         step += 1
         update(p, g, *state, step=step, **hyper)
         ok = (g - g).sum() == 0
-        for t in tensors[:-1]:
-            if t.is_floating_point():
+        for i, t in enumerate(tensors[:-1]):
+            if t.is_floating_point() and (i == 0 or i > len(checked) or checked[i - 1]):
                 ok = ok & ((t - t).sum() == 0)
         for t, old in zip(tensors, before):
             t.copy_(torch.where(ok, t, old))
