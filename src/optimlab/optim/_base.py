@@ -394,11 +394,10 @@ class Optimizer(torch.optim.Optimizer):
                     raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
                 copied = False
                 if _is_sharded(p) and not self.shard_local:
-                    work, grad = self._working_views(p.full_tensor(), grad.full_tensor(), maximize)
+                    work, grad, _ = self._working_views(p.full_tensor(), grad.full_tensor(), maximize)
                     copied = True
                 elif maximize or p.dtype in _VIEWED_DTYPES or not (p.is_contiguous() and grad.is_contiguous()):
-                    work, grad = self._working_views(p, grad, maximize)
-                    copied = work.data_ptr() != p.data_ptr()
+                    work, grad, copied = self._working_views(p, grad, maximize)
                 else:
                     work = p
                 if grad.grad_fn is not None:
@@ -535,19 +534,24 @@ class Optimizer(torch.optim.Optimizer):
                     p.grad = p.grad.detach()
 
     @staticmethod
-    def _working_views(p: Tensor, grad: Tensor, maximize: bool) -> tuple[Tensor, Tensor]:
-        """The tensors the update sees: real views of complex params, fp32 copies of low-precision ones,
-        contiguous copies of non-contiguous ones (a transposed parameter steps exactly as its contiguous twin: matrix
-        products and reductions round by memory layout), the gradient negated under ``maximize``."""
-        work = p
+    def _working_views(p: Tensor, grad: Tensor, maximize: bool) -> tuple[Tensor, Tensor, bool]:
+        """The tensors the update sees, and whether the first is a copy to write back: real views of complex
+        params, fp32 copies of low-precision ones, contiguous copies of non-contiguous ones (a transposed parameter
+        steps exactly as its contiguous twin: matrix products and reductions round by memory layout), the gradient
+        negated under ``maximize``."""
+        work, copied = p, False
         if p.is_complex():
-            work, grad = torch.view_as_real(p.contiguous()), torch.view_as_real(grad.contiguous())
+            if not p.is_contiguous():
+                work, copied = p.contiguous(), True
+            work, grad = torch.view_as_real(work), torch.view_as_real(grad.contiguous())
         if work.dtype in LOW_PRECISION:
-            work, grad = work.float(), grad.float()
-        work, grad = work.contiguous(), grad.contiguous()
+            work, grad, copied = work.float(), grad.float(), True
+        if not work.is_contiguous():
+            work, copied = work.contiguous(), True
+        grad = grad.contiguous()
         if maximize:
             grad = -grad
-        return work, grad
+        return work, grad, copied
 
     def _write_back(self, p: Tensor, work: Tensor, step: Tensor) -> None:
         """Copy an updated working copy into the parameter: the local shard of a gathered full tensor, rounded
@@ -559,8 +563,10 @@ class Optimizer(torch.optim.Optimizer):
             full = DTensor.from_local(work, p.device_mesh, [Replicate()] * p.device_mesh.ndim, run_check=False)
             work, target = full.redistribute(p.device_mesh, p.placements).to_local(), p.to_local()
         if target.is_complex():
-            target.copy_(torch.view_as_complex(work))
-            return
+            if not target.is_contiguous():
+                target.copy_(torch.view_as_complex(work))
+                return
+            target = torch.view_as_real(target)
         if self.stochastic_rounding and target.dtype in LOW_PRECISION:
             gen = torch.Generator(device=p.device)
             # a deterministic stream per (seed, parameter, step): resuming needs no saved RNG state
