@@ -81,6 +81,18 @@ def test_raise_covers_an_update_that_overflows_in_the_same_step_and_moves_nothin
             assert torch.equal(value, before[p][1][key]), key
 
 
+def test_only_large_gradients_and_linear_algebra_rules_pay_for_a_snapshot(monkeypatch):
+    calls = []
+    original = _base.Slot.snapshot
+    monkeypatch.setattr(_base.Slot, "snapshot", lambda slot: calls.append(slot.p) or original(slot))
+    small, large = _param([1.0, 2.0], grad=[1e3, -1e3]), _param([3.0, 4.0], grad=[1e10, 1.0])
+    optimlab.AdamW([small, large]).step()
+    assert calls == [large]
+    calls.clear()
+    optimlab.SOAP([_param([1.0, 2.0])]).step()  # eigh/QR: every update is guarded
+    assert len(calls) == 1
+
+
 def test_propagate_lets_an_overflowing_update_through():
     opt, _, big, _ = _overflowing("propagate")
     opt.step()
