@@ -52,7 +52,15 @@ import torch
 from torch import Tensor
 
 from . import _kernels
-from ._compiled import apply_group, apply_group_skipping, as_tensor, inductor_hoisting_scalars
+from ._compiled import (
+    LARGE_GRADIENT,
+    NONFINITE_GRADIENT,
+    apply_group,
+    apply_group_skipping,
+    as_tensor,
+    inductor_hoisting_scalars,
+    large_norm,
+)
 from ._rules import OneOf, Rule
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -140,13 +148,6 @@ def finite_mask(tensors: list[Tensor]) -> list[bool]:
 
 #: levels of :func:`screen_levels`
 NONFINITE, FINITE, LARGE = 0, 1, 2
-
-
-def large_norm(dtype: torch.dtype) -> float:
-    """The ℓ2 norm from which a finite tensor counts as large: the fourth root of the dtype's range (4.3e9 for
-    fp32), below which squares, fourth powers and their sums stay finite in the updates."""
-    info = torch.finfo(dtype if dtype.is_floating_point else torch.float32)
-    return info.max**0.25
 
 
 def screen_levels(tensors: list[Tensor]) -> list[int]:
@@ -358,7 +359,7 @@ class Optimizer(torch.optim.Optimizer):
         slots = self._gather()
         custom_prepare = type(self).prepare is not Optimizer.prepare
         in_graph = self.compile or traced
-        if slots and (custom_prepare or not in_graph or self.nonfinite == "raise"):
+        if slots and (custom_prepare or not in_graph or self.nonfinite == "raise" or self.guard_every_update):
             slots = self._screen(slots, [s.grad for s in slots], "gradient")
         if custom_prepare and slots:
             for slot in slots:
@@ -442,11 +443,12 @@ class Optimizer(torch.optim.Optimizer):
     def _apply(self, slots: list[Slot], traced: bool = False) -> None:
         """The per-tensor updates: one bucket per (param group, layout), eager loop or compiled.
 
-        Eager, a ``guarded`` slot (a large gradient, or ``guard_every_update``) is updated first, on a snapshot of
+        A ``guarded`` slot (a large gradient, or ``guard_every_update``) is updated first, eagerly, on a snapshot of
         its parameter and state: if its result holds a NaN/Inf or its linear algebra fails
         (``torch.linalg.LinAlgError``), the snapshot is restored and the policy applies (``"skip"``: counted in
         ``nonfinite_skips``; ``"raise"``: every guarded slot is restored, then ``FloatingPointError``, before any
-        other parameter moves). Compiled, the result test is folded into the kernels (:func:`apply_group_skipping`).
+        other parameter moves, eagerly). Compiled, the graph tests each gradient (:func:`apply_group_skipping`), leaves the
+        large ones as they were and hands them to that guarded path (``guard_every_update`` classes step eagerly).
 
         ``traced``: the step is traced by the user's ``torch.compile``. The graph path is then taken inline (no
         nested compile): step counters and hyperparameters stay tensors, because Python-float counters would be
@@ -454,7 +456,9 @@ class Optimizer(torch.optim.Optimizer):
         buckets: dict[tuple[int, Hashable], list[Slot]] = {}
         for slot in slots:
             buckets.setdefault((id(slot.group), slot.layout), []).append(slot)
-        checked_in_graph = (self.compile or traced) and self.nonfinite != "propagate"
+        in_graph = self.compile or traced
+        checked_in_graph = in_graph and self.nonfinite != "propagate"
+        eager = not in_graph or (checked_in_graph and self.guard_every_update)  # LinAlgError is caught eagerly
         later: list[tuple[Callable, Slot, list[Tensor], float, dict[str, Any]]] = []
         guarded: list[tuple[Callable, Slot, list[Tensor], float, dict[str, Any]]] = []
         for bucket in buckets.values():
@@ -465,26 +469,27 @@ class Optimizer(torch.optim.Optimizer):
             keys = self.state_keys(view)
             states = [[s.state[name] for name in keys] for s in bucket]
             steps = [s.state["step"] for s in bucket]
-            if not (traced or self.compile):
+            if eager:
                 for s, state, step in zip(bucket, states, _advance(steps)):
                     (guarded if s.guarded else later).append((update, s, state, step, hyper))
                 continue
             structural = self._integer_hyperparameters()
-            hyper = {k: v if k in structural else as_tensor(v) for k, v in hyper.items()}
+            as_tensors = {k: v if k in structural else as_tensor(v) for k, v in hyper.items()}
             if traced:
                 loop = apply_group_skipping if checked_in_graph else apply_group
             else:
                 loop = self._compiled(checked_in_graph)
-            args = (update, [s.work for s in bucket], [s.grad for s in bucket], states, steps, hyper)
-            if checked_in_graph:  # the state positions whose result is tested (``unchecked_state`` left out)
-                args += (tuple(k not in self.unchecked_state for k in keys),)
-            finite = loop(*args)
-            failed = len(bucket) - int(finite.sum()) if checked_in_graph else 0
+            codes = loop(update, [s.work for s in bucket], [s.grad for s in bucket], states, steps, as_tensors)
+            codes = codes.tolist() if checked_in_graph else [1] * len(bucket)
+            failed = codes.count(NONFINITE_GRADIENT)
             if failed and self.nonfinite == "raise":
-                raise FloatingPointError(f"{type(self).__name__}: non-finite update in {failed} parameter(s)")
+                raise FloatingPointError(f"{type(self).__name__}: non-finite gradient in {failed} parameter(s)")
             group["nonfinite_skips"] += failed
-            for s, ok in zip(bucket, finite.tolist() if failed else [True] * len(bucket)):
-                if s.copied and ok:
+            for s, state, code in zip(bucket, states, codes):
+                if code == LARGE_GRADIENT:  # left as it was in the graph: update it eagerly, guarded
+                    (step,) = _advance([s.state["step"]])
+                    guarded.append((update, s, state, step, hyper))
+                elif code != NONFINITE_GRADIENT and s.copied:
                     self._write_back(s.p, s.work, s.state["step"])
         if guarded:
             try:

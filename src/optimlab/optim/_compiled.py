@@ -19,35 +19,43 @@ def apply_group(update: Callable, params, grads, states, steps, hyper: dict[str,
         update(p, g, *state, step=step, **hyper)
 
 
-def apply_group_skipping(
-    update: Callable, params, grads, states, steps, hyper: dict[str, Any], checked: tuple[bool, ...] = ()
-) -> Tensor:
-    """The group loop under the ``"skip"``/``"raise"`` policies, for ``torch.compile``: returns one bool per
-    tensor, whether its gradient and the result of its update (the parameter and every floating state tensor whose
-    ``checked`` flag, by state position, is not False) are finite; the tensors (parameter, state, step counter) of
-    one that is not keep their old values.
+def large_norm(dtype: torch.dtype) -> float:
+    """The ℓ2 norm from which a finite gradient counts as large (its update may overflow): the fourth root of the
+    dtype's range (4.3e9 for fp32), below which squares, fourth powers and their sums stay finite."""
+    return torch.finfo(dtype if dtype.is_floating_point else torch.float32).max ** 0.25
 
-    Written as update-then-select so that inductor fuses the tests' reductions, the update and the selection
-    into few kernels per tensor (the ``clone``s are not materialised: the kernel reduces over the gradient, then
-    updates with the old values still in registers). The test is ``sum(x - x) == 0``: ``x - x`` is 0 for finite
-    entries and NaN for NaN/±Inf, so the sum is exact (no overflow of large finite values) and is a plain
-    vectorised float reduction, measured 2.2x faster than ``isfinite(x).all()`` under inductor on CPU
-    (tests/test_base_step.py checks that the compiler does not fold it away).
+
+#: codes returned by :func:`apply_group_skipping`, per tensor
+NONFINITE_GRADIENT, UPDATED, LARGE_GRADIENT = 0, 1, 2
+
+
+def apply_group_skipping(update: Callable, params, grads, states, steps, hyper: dict[str, Any]) -> Tensor:
+    """The group loop under the ``"skip"``/``"raise"`` policies, for ``torch.compile``: returns one code per tensor:
+    ``UPDATED``, ``NONFINITE_GRADIENT`` (a NaN/Inf entry) or ``LARGE_GRADIENT`` (finite, ℓ2 norm ≥
+    :func:`large_norm`: its update may overflow). The tensors (parameter, state, step counter) of a tensor not
+    updated keep their old values; the caller re-runs a large one eagerly, on a snapshot whose result it checks.
+
+    Written as update-then-select so that inductor fuses the test's reductions, the update and the selection
+    into one kernel per tensor (the ``clone``s are not materialised: the kernel reduces over the gradient, then
+    updates with the old values still in registers). The finiteness test is ``sum(g - g) == 0``: ``g - g`` is 0
+    for finite entries and NaN for NaN/±Inf, so the sum is exact (no overflow of large finite values) and is a
+    plain vectorised float reduction, measured 2.2x faster than ``isfinite(g).all()`` under inductor on CPU
+    (tests/test_base_step.py checks that the compiler does not fold it away); ``sum(g * g)`` (the squared norm,
+    inf when it overflows) reads the same values in the same loop.
     """
-    finite = []
+    codes = []
     for p, g, state, step in zip(params, grads, states, steps):
+        finite = (g - g).sum() == 0
+        small = (g * g).sum() < large_norm(g.dtype) ** 2
+        ok = finite & small
         tensors = (p, *state, step)
         before = [t.clone() for t in tensors]
         step += 1
         update(p, g, *state, step=step, **hyper)
-        ok = (g - g).sum() == 0
-        for i, t in enumerate(tensors[:-1]):
-            if t.is_floating_point() and (i == 0 or i > len(checked) or checked[i - 1]):
-                ok = ok & ((t - t).sum() == 0)
         for t, old in zip(tensors, before):
             t.copy_(torch.where(ok, t, old))
-        finite.append(ok)
-    return torch.stack(finite)
+        codes.append(torch.where(finite, torch.where(small, UPDATED, LARGE_GRADIENT), NONFINITE_GRADIENT))
+    return torch.stack(codes)
 
 
 _INPLACE_OPERATORS = frozenset(
