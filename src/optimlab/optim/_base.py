@@ -35,9 +35,11 @@ Around that, the same way for every algorithm:
   not recompile. Integer hyperparameters (rules with ``integer=True``: iteration counts, periods, ranks) stay
   Python ints: they shape the computation, and changing one recompiles. Under ``compile=True`` the ``"skip"``
   policy is folded into the compiled step (unless the class has a ``prepare`` hook, which needs the policy's
-  decision first): each tensor's finiteness tests (its gradient and its update's result) and its guarded update
-  (``where(finite, new, old)``) are fused into the tensor's kernels instead of a separate eager pass over every
-  gradient before the step; ``"raise"`` tests the gradients eagerly first, then the results in the graph.
+  decision first): each gradient's test (NaN/Inf, and a norm large enough to overflow) and its guarded update
+  (``where(ok, new, old)``) become one fused kernel per tensor instead of a separate eager pass over every gradient
+  before the step; a large gradient's tensor is left as it was and re-run on the eager guarded path. The test
+  still reads each gradient once more (measured +34% over ``"propagate"`` for AdamW on CPU, 1M params in 20
+  tensors, where the update itself is memory-bound; a result test in the graph measured +139%).
 """
 
 from __future__ import annotations
