@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import optimlab
-from optimlab.optim import _base, _compiled
+from optimlab.optim import _base, _compiled, _nonfinite
 
 
 def _param(values, dtype=torch.float32, grad=None):
@@ -44,10 +44,10 @@ def test_finite_gradients_whose_sum_overflows_are_not_skipped():
         opt_prop.step()
     assert opt_skip.param_groups[0]["nonfinite_skips"] == 0
     assert torch.equal(p_skip, p_prop) and torch.equal(opt_skip.state[p_skip]["step"], torch.tensor(3.0))
-    assert _base.finite_mask([torch.tensor([big, big]), torch.tensor([big, -math.inf])]) == [True, False]
-    assert _base.finite_mask([torch.tensor([math.nan])]) == [False]
-    levels = _base.screen_levels([torch.tensor([1.0, 2.0]), torch.tensor([big, big]), torch.tensor([5e9])])
-    assert levels == [_base.FINITE, _base.LARGE, _base.LARGE]
+    assert _nonfinite.finite_mask([torch.tensor([big, big]), torch.tensor([big, -math.inf])]) == [True, False]
+    assert _nonfinite.finite_mask([torch.tensor([math.nan])]) == [False]
+    levels = _nonfinite.screen_levels([torch.tensor([1.0, 2.0]), torch.tensor([big, big]), torch.tensor([5e9])])
+    assert levels == [_nonfinite.FINITE, _nonfinite.LARGE, _nonfinite.LARGE]
 
 
 def _overflowing(nonfinite):

@@ -45,7 +45,6 @@ Around that, the same way for every algorithm:
 from __future__ import annotations
 
 import inspect
-import math
 import types
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, ClassVar
@@ -61,8 +60,8 @@ from ._compiled import (
     apply_group_skipping,
     as_tensor,
     inductor_hoisting_scalars,
-    large_norm,
 )
+from ._nonfinite import LARGE, NONFINITE, run_guarded, screen_levels
 from ._rules import OneOf, Rule
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -143,64 +142,9 @@ def _update_keywords(update: Callable) -> tuple[str, ...]:
     return names
 
 
-def finite_mask(tensors: list[Tensor]) -> list[bool]:
-    """Whether each tensor is free of NaN/Inf (the test behind the non-finite policy); see :func:`screen_levels`."""
-    return [level != NONFINITE for level in screen_levels(tensors)]
-
-
-#: levels of :func:`screen_levels`
-NONFINITE, FINITE, LARGE = 0, 1, 2
-
-
-def screen_levels(tensors: list[Tensor]) -> list[int]:
-    """Per tensor: ``NONFINITE`` (a NaN/Inf entry), ``LARGE`` (finite, with an ℓ2 norm of at least
-    :func:`large_norm`: an update can overflow) or ``FINITE``.
-
-    One ℓ2-norm reduction per tensor (reads it once, allocates nothing; NaN and Inf propagate into it) and one host
-    read-back for the whole list settle the common case; a norm that overflowed from finite entries is told apart
-    by an exact check of that tensor only.
-
-    A sharded tensor (DTensor, e.g. under FSDP2) is tested on its local shard and the verdict is agreed over its
-    device mesh (one all-reduce of the levels per mesh), so every rank takes the same decision for a parameter.
-    """
-    if not tensors:
-        return []
-    local = [_local(t) for t in tensors]
-    norms = [torch.linalg.vector_norm(t) for t in local]
-    norms = (torch.stack(norms) if len(norms) > 1 else norms[0].reshape(1)).tolist()
-    levels = []
-    for t, norm in zip(local, norms):
-        if not math.isfinite(norm):
-            levels.append(LARGE if bool(torch.isfinite(t).all()) else NONFINITE)
-        else:
-            levels.append(LARGE if norm >= large_norm(t.dtype) else FINITE)
-    meshes: dict[int, tuple[Any, list[int]]] = {}
-    for i, t in enumerate(tensors):
-        if t is not local[i]:
-            meshes.setdefault(id(t.device_mesh), (t.device_mesh, []))[1].append(i)
-    for mesh, index in meshes.values():
-        # most severe verdict wins: nonfinite (2) > large (1) > finite (0)
-        severity = torch.tensor([float(_SEVERITY[levels[i]]) for i in index], device=local[index[0]].device)
-        for dim in range(mesh.ndim):
-            torch.distributed.all_reduce(severity, op=torch.distributed.ReduceOp.MAX, group=mesh.get_group(dim))
-        for i, flag in zip(index, severity.tolist()):
-            levels[i] = _LEVEL_OF_SEVERITY[int(flag)]
-    return levels
-
-
-_SEVERITY = {FINITE: 0, LARGE: 1, NONFINITE: 2}
-_LEVEL_OF_SEVERITY = {v: k for k, v in _SEVERITY.items()}
-
-
 def _is_sharded(t: Tensor) -> bool:
     """Whether ``t`` is a DTensor (a parameter sharded by FSDP2 or tensor parallelism)."""
     return callable(getattr(t, "full_tensor", None))
-
-
-def _local(t: Tensor) -> Tensor:
-    """The local shard of a DTensor, the tensor itself otherwise."""
-    to_local = getattr(t, "to_local", None)
-    return to_local() if callable(to_local) else t
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -449,8 +393,9 @@ class Optimizer(torch.optim.Optimizer):
         its parameter and state: if its result holds a NaN/Inf or its linear algebra fails
         (``torch.linalg.LinAlgError``), the snapshot is restored and the policy applies (``"skip"``: counted in
         ``nonfinite_skips``; ``"raise"``: every guarded slot is restored, then ``FloatingPointError``, before any
-        other parameter moves, eagerly). Compiled, the graph tests each gradient (:func:`apply_group_skipping`), leaves the
-        large ones as they were and hands them to that guarded path (``guard_every_update`` classes step eagerly).
+        other parameter moves, eagerly). Compiled, the graph tests each gradient (:func:`apply_group_skipping`),
+        leaves the large ones as they were and hands them to that guarded path (``guard_every_update`` classes
+        step eagerly).
 
         ``traced``: the step is traced by the user's ``torch.compile``. The graph path is then taken inline (no
         nested compile): step counters and hyperparameters stay tensors, because Python-float counters would be
@@ -495,7 +440,7 @@ class Optimizer(torch.optim.Optimizer):
                     self._write_back(s.p, s.work, s.state["step"])
         if guarded:
             try:
-                self._apply_guarded(guarded)
+                run_guarded(self, guarded)
             except FloatingPointError:
                 for _, s, *_ in later:  # "raise": nothing moves, counters included
                     s.state["step"].sub_(1)
@@ -503,33 +448,6 @@ class Optimizer(torch.optim.Optimizer):
         for update, s, state, step, hyper in later:
             update(s.work, s.grad, *state, step=step, **hyper)
             if s.copied:
-                self._write_back(s.p, s.work, s.state["step"])
-
-    def _apply_guarded(self, tasks: list[tuple[Callable, Slot, list[Tensor], float, dict[str, Any]]]) -> None:
-        """The guarded updates (see :meth:`_apply`): snapshot, update, test the result, restore on failure."""
-        failed = []
-        for update, s, state, step, hyper in tasks:
-            s.snapshot()
-            try:
-                update(s.work, s.grad, *state, step=step, **hyper)
-                exempt = self.unchecked_state
-                checked = [s.work, *(v for k, v in s.state.items() if k != "step" and k not in exempt)]
-                ok = all(finite_mask([t for t in checked if t.is_floating_point() or t.is_complex()]))
-            except torch.linalg.LinAlgError:
-                ok = False
-            failed.append(not ok)
-        if self.nonfinite == "raise" and any(failed):
-            for _, s, *_ in tasks:
-                s.restore()
-            raise FloatingPointError(
-                f"{type(self).__name__}: the update of {sum(failed)} parameter(s) gave NaN/Inf or failed in its "
-                "linear algebra this step (large gradients?); nothing was modified"
-            )
-        for (_, s, *_), bad in zip(tasks, failed):
-            if bad:
-                s.restore()
-                s.group["nonfinite_skips"] += 1
-            elif s.copied:
                 self._write_back(s.p, s.work, s.state["step"])
 
     def _detach_grads(self) -> None:
