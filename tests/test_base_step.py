@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import optimlab
-from optimlab.optim import _base, _compiled
+from optimlab.optim import _base, _compiled, _nonfinite
 
 
 def _param(values, dtype=torch.float32, grad=None):
@@ -34,17 +34,69 @@ def test_skip_leaves_a_nonfinite_gradients_param_and_state_alone(bad):
 
 
 def test_finite_gradients_whose_sum_overflows_are_not_skipped():
-    big = 3e38  # finite in fp32; the sum of two is inf
+    big = 3e38  # finite in fp32; the sum (and the norm) of two is inf
     p_skip, p_prop = _param([1.0, 2.0], grad=[big, big]), _param([1.0, 2.0], grad=[big, big])
     assert not torch.isfinite(p_skip.grad.sum())
-    opt_skip, opt_prop = optimlab.AdamW([p_skip]), optimlab.AdamW([p_prop], nonfinite="propagate")
+    # Lion's update (a sign) stays finite: the large gradient is guarded, not skipped
+    opt_skip, opt_prop = optimlab.Lion([p_skip], lr=0.1), optimlab.Lion([p_prop], lr=0.1, nonfinite="propagate")
     for _ in range(3):
         opt_skip.step()
         opt_prop.step()
     assert opt_skip.param_groups[0]["nonfinite_skips"] == 0
     assert torch.equal(p_skip, p_prop) and torch.equal(opt_skip.state[p_skip]["step"], torch.tensor(3.0))
-    assert _base.finite_mask([torch.tensor([big, big]), torch.tensor([big, -math.inf])]) == [True, False]
-    assert _base.finite_mask([torch.tensor([math.nan])]) == [False]
+    assert _nonfinite.finite_mask([torch.tensor([big, big]), torch.tensor([big, -math.inf])]) == [True, False]
+    assert _nonfinite.finite_mask([torch.tensor([math.nan])]) == [False]
+    levels = _nonfinite.screen_levels([torch.tensor([1.0, 2.0]), torch.tensor([big, big]), torch.tensor([5e9])])
+    assert levels == [_nonfinite.FINITE, _nonfinite.LARGE, _nonfinite.LARGE]
+
+
+def _overflowing(nonfinite):
+    """AdamW after two normal steps, then a finite gradient whose square (v) overflows fp32."""
+    good, big = _param([1.0, 2.0]), _param([3.0, 4.0])
+    opt = optimlab.AdamW([good, big], lr=0.1, nonfinite=nonfinite)
+    opt.step()
+    opt.step()
+    before = {p: (p.detach().clone(), {k: v.clone() for k, v in opt.state[p].items()}) for p in (good, big)}
+    big.grad = torch.tensor([1e30, -1e30])
+    return opt, good, big, before
+
+
+def test_skip_covers_an_update_that_overflows_from_finite_gradients():
+    opt, good, big, before = _overflowing("skip")
+    opt.step()
+    assert torch.equal(big.detach(), before[big][0])
+    for key, value in opt.state[big].items():
+        assert torch.equal(value, before[big][1][key]), key
+    assert not torch.equal(good.detach(), before[good][0])  # the other parameter steps as usual
+    assert opt.param_groups[0]["nonfinite_skips"] == 1
+
+
+def test_raise_covers_an_update_that_overflows_in_the_same_step_and_moves_nothing():
+    opt, good, big, before = _overflowing("raise")
+    with pytest.raises(FloatingPointError, match="NaN/Inf"):
+        opt.step()
+    for p in (good, big):
+        assert torch.equal(p.detach(), before[p][0])
+        for key, value in opt.state[p].items():
+            assert torch.equal(value, before[p][1][key]), key
+
+
+def test_only_large_gradients_and_linear_algebra_rules_pay_for_a_snapshot(monkeypatch):
+    calls = []
+    original = _base.Slot.snapshot
+    monkeypatch.setattr(_base.Slot, "snapshot", lambda slot: calls.append(slot.p) or original(slot))
+    small, large = _param([1.0, 2.0], grad=[1e3, -1e3]), _param([3.0, 4.0], grad=[1e10, 1.0])
+    optimlab.AdamW([small, large]).step()
+    assert calls == [large]
+    calls.clear()
+    optimlab.SOAP([_param([1.0, 2.0])]).step()  # eigh/QR: every update is guarded
+    assert len(calls) == 1
+
+
+def test_propagate_lets_an_overflowing_update_through():
+    opt, _, big, _ = _overflowing("propagate")
+    opt.step()
+    assert not torch.isfinite(opt.state[big]["exp_avg_sq"]).all()
 
 
 def test_mixed_dtypes_in_one_group_match_separate_optimizers():
@@ -141,6 +193,34 @@ def test_compiled_skip_matches_eager_skip_and_counts():
     for key in ("exp_avg", "exp_avg_sq"):
         torch.testing.assert_close(eopt.state[ep][key], copt.state[cp][key], rtol=1e-6, atol=1e-7)
     assert torch.isfinite(cp).all() and torch.isfinite(copt.state[cp]["exp_avg_sq"]).all()
+
+
+@pytest.mark.compile
+def test_compiled_skip_and_raise_cover_an_overflowing_update():
+    """compile=True folds the result test into the compiled step: the overflowing update is skipped (same values
+    and counters as eager) or raises, leaving that parameter and its state as they were."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    eager, _, eager_big, _ = _overflowing("skip")
+    eager.step()
+    for policy in ("skip", "raise"):
+        good, big = _param([1.0, 2.0]), _param([3.0, 4.0])
+        opt = optimlab.AdamW([good, big], lr=0.1, nonfinite=policy, compile=True)
+        opt.step()
+        opt.step()
+        saved = big.detach().clone(), {k: v.clone() for k, v in opt.state[big].items()}
+        big.grad = torch.tensor([1e30, -1e30])
+        if policy == "raise":
+            with pytest.raises(FloatingPointError):
+                opt.step()
+        else:
+            opt.step()
+            assert opt.param_groups[0]["nonfinite_skips"] == 1
+            torch.testing.assert_close(big.detach(), eager_big.detach())
+        assert torch.equal(big.detach(), saved[0])
+        for key, value in opt.state[big].items():
+            assert torch.equal(value, saved[1][key]), key
 
 
 @pytest.mark.compile

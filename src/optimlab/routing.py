@@ -14,7 +14,9 @@ model, so that::
 Roles (see :func:`param_roles`), decided per parameter, each shared parameter once:
 
 * ``"embedding"``: parameters of ``nn.Embedding`` / ``nn.EmbeddingBag`` (an output head tied to the embedding
-  matrix is the same tensor and stays an embedding);
+  matrix is the same tensor and stays an embedding), and learned tokens: ≥2-D parameters with a leading
+  dimension of 1 not named ``weight`` (a ViT's ``cls_token`` (1, 1, D) and ``pos_embed`` (1, N, D), register and
+  mask tokens), which are not matrices (a matrix rule would see them as one (1, N·D) row);
 * ``"head"``: the ≥2-D weights of the output layer: ``head="auto"`` takes the modules whose attribute name is one
   of :data:`HEAD_NAMES`, or else the last ``nn.Linear`` registered in the model; or give module names / modules;
 * ``"vector"``: parameters with fewer than 2 dimensions (biases, norm gains, scalars) and every parameter of a
@@ -43,6 +45,15 @@ optimizer       hidden / conv          embedding / head                    vecto
 
 (``max_precond_dim=0`` / ``preconditioner_max_size=0``: the optimizer's diagonal mode, as its rule for sides too
 long to precondition: a vocabulary-sized side is exactly that case.) Every group also carries ``"role"``.
+
+**Weight orientation.** Muon's and Scion's shape-dependent scales (√max(1, d_out/d_in), √(d_out/d_in), 1/d_in)
+read a weight as ``(out, in)``, torch's ``nn.Linear`` layout. Hugging Face's ``Conv1D`` (GPT-2 and its kin) stores
+``(in, out)``: its weights get a group of their own with ``transpose=True``, which tells Muon and Scion to take the
+scale from the transposed shape (the orthogonalized direction does not depend on it). Shampoo, SOAP and PSGD treat
+both sides alike and need no flag.
+
+**Weight decay** (:func:`param_groups`) honours timm's convention: the names a model (or any submodule) returns
+from ``no_weight_decay()`` and every parameter whose name contains one of ``no_weight_decay_keywords()`` get none.
 """
 
 from __future__ import annotations
@@ -97,13 +108,47 @@ def trainable_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter, 
                 yield (f"{module_name}.{name}" if module_name else name), p, module
 
 
+def is_token(name: str, p: nn.Parameter) -> bool:
+    """A learned token or position embedding: ≥2-D, leading dimension 1, not a layer's ``weight``."""
+    return p.ndim >= 2 and p.shape[0] == 1 and name.rsplit(".", 1)[-1] != "weight"
+
+
+def is_in_out(p: nn.Parameter, module: nn.Module) -> bool:
+    """Whether ``p`` is a weight stored ``(in, out)``: Hugging Face's ``Conv1D`` (weight of shape (nx, nf))."""
+    nf = getattr(module, "nf", None)
+    return (
+        type(module).__name__ == "Conv1D" and p is getattr(module, "weight", None) and p.ndim == 2 and p.shape[1] == nf
+    )
+
+
+def no_weight_decay_names(model: nn.Module) -> tuple[set[str], set[str]]:
+    """(full parameter names, name keywords) that ``model`` and its submodules exempt from weight decay through
+    timm's ``no_weight_decay()`` (names relative to that module) and ``no_weight_decay_keywords()``."""
+    names: set[str] = set()
+    keywords: set[str] = set()
+    for prefix, module in model.named_modules():
+        for attr, into in (("no_weight_decay", names), ("no_weight_decay_keywords", keywords)):
+            listed = getattr(module, attr, None)
+            if callable(listed) and not isinstance(listed, nn.Module):
+                listed = listed()
+            if isinstance(listed, (set, frozenset, list, tuple)):
+                for item in listed:
+                    into.add(f"{prefix}.{item}" if prefix and into is names else str(item))
+    return names, keywords
+
+
+def _decay_exempt(model: nn.Module) -> Callable[[str], bool]:
+    names, keywords = no_weight_decay_names(model)
+    return lambda full: full in names or any(k in full for k in keywords)
+
+
 def param_roles(model: nn.Module, *, head: Any = "auto") -> dict[str, str]:
     """``{parameter name: role}`` for every trainable parameter (roles in the module docstring); frozen
     parameters are left out, shared ones appear once (under their first name)."""
     heads = _head_modules(model, head)
     roles: dict[str, str] = {}
     for full, p, module in trainable_parameters(model):
-        if isinstance(module, _EMBEDDINGS):
+        if isinstance(module, _EMBEDDINGS) or is_token(full, p):
             role = "embedding"
         elif p.ndim < 2 or isinstance(module, _NORMS):
             role = "vector"
@@ -182,20 +227,23 @@ def matrix_param_groups(
         raise ValueError(f"options: unknown roles {sorted(unknown)}; roles are {list(ROLES)}")
     if conv not in ("matrix", "fallback"):
         raise ValueError(f"conv must be 'matrix' or 'fallback', got {conv!r}")
-    by_name = dict(model.named_parameters())
     roles = param_roles(model, head=head)
+    owners = {full: (p, module) for full, p, module in trainable_parameters(model)}
     per_role = _role_options(optimizer, fallback or "adamw", conv)
     matrix_roles = ("hidden", "conv") if conv == "matrix" else ("hidden",)
+    oriented = optimizer in ("muon", "scion")  # their scales read the weight's orientation
     groups = []
     for role in ROLES:
-        params = [by_name[name] for name, r in roles.items() if r == role]
-        if not params:
-            continue
-        group = {"params": params, "role": role, **per_role[role]}
-        if fallback_lr is not None and role not in matrix_roles:
-            group["lr"] = fallback_lr
-        group.update(options.get(role, {}))
-        groups.append(group)
+        names = [name for name, r in roles.items() if r == role]
+        in_out = [n for n in names if oriented and role in matrix_roles and is_in_out(*owners[n])]
+        for members, extra in (([n for n in names if n not in in_out], {}), (in_out, {"transpose": True})):
+            if not members:
+                continue
+            group = {"params": [owners[n][0] for n in members], "role": role, **per_role[role], **extra}
+            if fallback_lr is not None and role not in matrix_roles:
+                group["lr"] = fallback_lr
+            group.update(options.get(role, {}))
+            groups.append(group)
     return groups
 
 
@@ -222,7 +270,9 @@ def param_groups(
     """Two param groups: weights with ``weight_decay``, and biases/norm/embedding parameters without.
 
     A parameter goes to the no-decay group when it is 0- or 1-dimensional (biases, norm scales), when it belongs
-    to an embedding or normalization module, or when ``no_decay(name, param, module)`` says so. Frozen
+    to an embedding or normalization module, when it is a learned token or position embedding (:func:`is_token`),
+    when the model lists it in ``no_weight_decay()`` or its name contains one of ``no_weight_decay_keywords()``
+    (timm's convention, on the model or any submodule), or when ``no_decay(name, param, module)`` says so. Frozen
     parameters are left out. Extra keyword arguments are copied into every group.
 
     With ``matrix_optimizer="muon"`` (or ``"scion"``, ``"shampoo"``, ``"soap"``, ``"psgd_kron"``) the groups are
@@ -230,17 +280,23 @@ def param_groups(
     embeddings/head/vectors to ``fallback`` for Muon, default AdamW); hidden and conv weights get
     ``weight_decay``, the other roles none unless ``no_decay`` is overridden by ``group_options``.
     """
+    listed = _decay_exempt(model)
     if matrix_optimizer is not None:
-        groups = matrix_param_groups(model, matrix_optimizer, fallback=fallback)
-        for group in groups:
-            group["weight_decay"] = weight_decay if group["role"] in ("hidden", "conv") else 0.0
-            group.update(group_options)
+        exempt_ids = {id(p) for full, p, _ in trainable_parameters(model) if listed(full)}
+        groups = []
+        for group in matrix_param_groups(model, matrix_optimizer, fallback=fallback):
+            decayed = group["role"] in ("hidden", "conv")
+            kept = [p for p in group["params"] if decayed and id(p) in exempt_ids]
+            rest = [p for p in group["params"] if not (decayed and id(p) in exempt_ids)]
+            for params, wd in ((rest, weight_decay if decayed else 0.0), (kept, 0.0)):
+                if params:
+                    groups.append({**group, "params": params, "weight_decay": wd, **group_options})
         return groups
     if fallback is not None:
         raise ValueError("fallback is only meaningful with matrix_optimizer")
     decay, keep = [], []
     for full, p, module in trainable_parameters(model):
-        exempt = p.ndim <= 1 or isinstance(module, _NO_DECAY_MODULES)
+        exempt = p.ndim <= 1 or isinstance(module, _NO_DECAY_MODULES) or is_token(full, p) or listed(full)
         if no_decay is not None and no_decay(full, p, module):
             exempt = True
         (keep if exempt else decay).append(p)

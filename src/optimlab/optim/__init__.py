@@ -5,7 +5,8 @@ Public building blocks for code outside this package (wrappers, new families): t
 (:class:`Range`, :class:`OneOf`, :class:`Tuple`, ``BETA``) that raise ``ValueError`` naming the field.
 """
 
-from ._base import LAYOUT, NONFINITE_POLICIES, Optimizer, Slot, finite_mask
+from ._base import LAYOUT, NONFINITE_POLICIES, Optimizer, Slot
+from ._nonfinite import finite_mask
 from ._rules import BETA, OneOf, Range, Rule, Tuple
 
 __all__ = [

@@ -9,7 +9,12 @@ every optimlab optimizer goes through one pipeline, :meth:`Optimizer.step`:
 3. **non-finite policy** (``nonfinite=``): ``"skip"`` (default) leaves a parameter with a NaN/Inf gradient and its
    state untouched for that step and counts it in ``group["nonfinite_skips"]``; ``"raise"`` raises
    ``FloatingPointError`` before anything moves; ``"propagate"`` applies the update as torch.optim does. One
-   implementation (:meth:`Optimizer._screen`), also used by ``prepare`` hooks for curvature estimates and losses;
+   implementation (:meth:`Optimizer._screen`), also used by ``prepare`` hooks for curvature estimates and losses.
+   It covers the update's *result* too: a finite gradient large enough to overflow inside the update (ℓ2 norm ≥
+   the dtype's range^¼, :func:`screen_levels`; the same reduction that tests finiteness) and every update of a
+   ``guard_every_update`` class (linear algebra: eigh, Cholesky, QR, SVD, solves) runs on a snapshot of its
+   parameter and state; a NaN/Inf result or a ``torch.linalg.LinAlgError`` restores it and the policy applies in
+   the same step. Ordinary gradients of elementwise rules pay nothing more than the gradient test;
 4. **prepare** (public hook, :meth:`Optimizer.prepare`): the whole-model part of a step (curvature refresh, global
    step sizes, re-evaluating the closure); it may leave parameters out;
 5. **update**: one call of the update function per parameter, bucketed by (param group, :meth:`Optimizer.layout`)
@@ -33,10 +38,11 @@ Around that, the same way for every algorithm:
   not recompile. Integer hyperparameters (rules with ``integer=True``: iteration counts, periods, ranks) stay
   Python ints: they shape the computation, and changing one recompiles. Under ``compile=True`` the ``"skip"``
   policy is folded into the compiled step (unless the class has a ``prepare`` hook, which needs the policy's
-  decision first): each tensor's finiteness test and its guarded update (``where(finite, new, old)``) become one
-  fused kernel per tensor instead of a separate eager pass over every gradient before the step. The test still
-  reads each gradient once more (measured +25-35% over ``"propagate"`` for AdamW on CPU, where the update itself
-  is memory-bound).
+  decision first): each gradient's test (NaN/Inf, and a norm large enough to overflow) and its guarded update
+  (``where(ok, new, old)``) become one fused kernel per tensor instead of a separate eager pass over every gradient
+  before the step; a large gradient's tensor is left as it was and re-run on the eager guarded path. The test
+  still reads each gradient once more (measured +34% over ``"propagate"`` for AdamW on CPU, 1M params in 20
+  tensors, where the update itself is memory-bound; a result test in the graph measured +139%).
 """
 
 from __future__ import annotations
@@ -50,7 +56,15 @@ import torch
 from torch import Tensor
 
 from . import _compat, _kernels
-from ._compiled import apply_group, apply_group_skipping, as_tensor, inductor_hoisting_scalars
+from ._compiled import (
+    LARGE_GRADIENT,
+    NONFINITE_GRADIENT,
+    apply_group,
+    apply_group_skipping,
+    as_tensor,
+    inductor_hoisting_scalars,
+)
+from ._nonfinite import LARGE, NONFINITE, run_guarded, screen_levels
 from ._rules import OneOf, Rule
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -91,7 +105,7 @@ LAYOUT = "_layout"
 class Slot:
     """One parameter in one step, as the pipeline and :meth:`Optimizer.prepare` see it."""
 
-    __slots__ = ("group", "p", "work", "grad", "state", "layout", "copied")
+    __slots__ = ("group", "p", "work", "grad", "state", "layout", "copied", "guarded", "saved")
 
     def __init__(
         self,
@@ -110,6 +124,23 @@ class Slot:
         self.state = state  #: its state dict (``"step"`` and the state tensors)
         self.layout = layout  #: its state layout (``Optimizer.layout``)
         self.copied = copied  #: ``work`` is a copy (fp32 of low precision, full tensor of a shard) to write back
+        self.guarded = False  #: the update runs on a snapshot and its result is checked (see ``Optimizer._apply``)
+        self.saved: list[tuple[Tensor, Tensor]] | None = None  #: the snapshot: (tensor, copy) of state and param
+
+    def snapshot(self) -> None:
+        """Copy the parameter (unless ``work`` is a throw-away copy) and every state tensor but the step counter,
+        once: a guarded slot is snapshotted before ``prepare`` (which may write state) or else before its update."""
+        if self.saved is None:
+            tensors = [v for k, v in self.state.items() if k != "step" and isinstance(v, Tensor)]
+            if not self.copied:
+                tensors.append(self.work)
+            self.saved = [(t, t.clone()) for t in tensors]
+
+    def restore(self) -> None:
+        """Put back the snapshot, and the step counter as it was before this step."""
+        for tensor, old in self.saved or ():
+            tensor.copy_(old)
+        self.state["step"].sub_(1)
 
     @property
     def t(self) -> int:
@@ -130,48 +161,9 @@ def _update_keywords(update: Callable) -> tuple[str, ...]:
     return names
 
 
-def finite_mask(tensors: list[Tensor]) -> list[bool]:
-    """Whether each tensor is free of NaN/Inf (the test behind the non-finite policy).
-
-    A sum is finite only if every summand is (NaN and ±Inf propagate through addition), so one reduction per
-    tensor, which reads it once and allocates nothing, settles the common case; this is ~10x cheaper than
-    ``isfinite(g).all()``, which materialises a bool tensor. A non-finite sum can also come from finite values that
-    overflow, so those tensors (and only those) get the exact check. One host read-back for the whole list.
-
-    A sharded tensor (DTensor, e.g. under FSDP2) is tested on its local shard and the verdict is agreed over its
-    device mesh (one all-reduce of the flags per mesh), so every rank takes the same decision for a parameter.
-    """
-    if not tensors:
-        return []
-    local = [_local(t) for t in tensors]
-    sums = torch.stack([t.sum() for t in local]) if len(local) > 1 else local[0].sum().reshape(1)
-    mask = sums.isfinite().tolist()
-    for i, ok in enumerate(mask):
-        if not ok:
-            values = local[i]._values() if local[i].is_sparse else local[i]  # sparse gradients (SGD)
-            mask[i] = bool(torch.isfinite(values).all())
-    meshes: dict[int, tuple[Any, list[int]]] = {}
-    for i, t in enumerate(tensors):
-        if t is not local[i]:
-            meshes.setdefault(id(t.device_mesh), (t.device_mesh, []))[1].append(i)
-    for mesh, index in meshes.values():
-        bad = torch.tensor([0.0 if mask[i] else 1.0 for i in index], device=local[index[0]].device)
-        for dim in range(mesh.ndim):
-            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX, group=mesh.get_group(dim))
-        for i, flag in zip(index, bad.tolist()):
-            mask[i] = flag == 0.0
-    return mask
-
-
 def _is_sharded(t: Tensor) -> bool:
     """Whether ``t`` is a DTensor (a parameter sharded by FSDP2 or tensor parallelism)."""
     return callable(getattr(t, "full_tensor", None))
-
-
-def _local(t: Tensor) -> Tensor:
-    """The local shard of a DTensor, the tensor itself otherwise."""
-    to_local = getattr(t, "to_local", None)
-    return to_local() if callable(to_local) else t
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -193,6 +185,12 @@ class Optimizer(torch.optim.Optimizer):
     lazy_state_names: ClassVar[tuple[str, ...]] = ()
     #: whether the update takes sparse gradients (``nn.Embedding(sparse=True)``); others refuse them clearly
     supports_sparse: ClassVar[bool] = False
+    #: whether every update runs guarded (snapshot, result check, restore on failure; see ``Optimizer._apply``),
+    #: not only those of large gradients: rules built on linear algebra (eigh, Cholesky, QR), which can fail or
+    #: lose finiteness for any gradient, and whose matrix work dwarfs the copy
+    guard_every_update: ClassVar[bool] = False
+    #: state tensors the result check leaves out: ones that hold ±Inf on purpose (sentinels of empty slots)
+    unchecked_state: ClassVar[tuple[str, ...]] = ()
     #: whether ``step`` needs a closure (re-evaluates the loss)
     requires_closure: ClassVar[bool] = False
     #: whether the closure's backward must build a graph (``loss.backward(create_graph=True)``) for HVPs
@@ -272,9 +270,26 @@ class Optimizer(torch.optim.Optimizer):
         group = self.param_groups[-1]
         self._check_hyperparameters(group)
         group.setdefault("nonfinite_skips", 0)
-        for p in group["params"]:
-            if p.is_complex() and not self.supports_complex:
-                raise ValueError(f"{type(self).__name__} does not support complex parameters")
+        for i, p in enumerate(group["params"]):
+            self._check_parameter(i, p)
+
+    def _check_parameter(self, index: int, p: Tensor) -> None:
+        """``ValueError`` naming parameter ``index`` of a new group if this optimizer cannot update it."""
+        name = f"{type(self).__name__}: parameter {index} of param group {len(self.param_groups) - 1}"
+        if p.is_meta:
+            raise ValueError(
+                f"{name} is on the 'meta' device and holds no data; materialize the model first "
+                "(e.g. model.to_empty(device=...) and initialize it), then build the optimizer"
+            )
+        if p.layout != torch.strided or p.is_quantized:
+            raise ValueError(f"{name} has layout {p.layout}; only dense (strided) parameters are supported")
+        if not (p.is_floating_point() or p.is_complex()):
+            raise ValueError(
+                f"{name} has dtype {p.dtype}; only floating-point (and, for elementwise rules, complex) parameters "
+                "can be optimized"
+            )
+        if p.is_complex() and not self.supports_complex:
+            raise ValueError(f"{type(self).__name__} does not support complex parameters")
 
     # ----------------------------------------------------------------- pipeline hooks
     def layout(self, p: Tensor, group: dict[str, Any]) -> Hashable:
@@ -320,9 +335,12 @@ class Optimizer(torch.optim.Optimizer):
         slots = self._gather()
         custom_prepare = type(self).prepare is not Optimizer.prepare
         in_graph = self.compile or traced
-        if slots and (custom_prepare or not (in_graph and self.nonfinite == "skip")):
+        if slots and (custom_prepare or not in_graph or self.nonfinite == "raise" or self.guard_every_update):
             slots = self._screen(slots, [s.grad for s in slots], "gradient")
         if custom_prepare and slots:
+            for slot in slots:
+                if slot.guarded:
+                    slot.snapshot()  # prepare may write state (curvature EMAs)
             slots = self.prepare(slots, loss, extras, closure)
         if self.requires_closure:  # only a closure's backward can leave a graph on the gradients
             self._detach_grads()
@@ -347,17 +365,16 @@ class Optimizer(torch.optim.Optimizer):
             keys = None if has_layouts else self.state_keys(group)
             for p in group["params"]:
                 grad = p.grad
-                if grad is None:
+                if grad is None or p.numel() == 0:  # a zero-size parameter has nothing to update: no state, no step
                     continue
                 if grad.is_sparse and not self.supports_sparse:
                     raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
                 copied = False
                 if _is_sharded(p) and not self.shard_local:
-                    work, grad = self._working_views(p.full_tensor(), grad.full_tensor(), maximize)
+                    work, grad, _ = self._working_views(p.full_tensor(), grad.full_tensor(), maximize)
                     copied = True
-                elif maximize or p.dtype in _VIEWED_DTYPES:
-                    work, grad = self._working_views(p, grad, maximize)
-                    copied = work is not p and p.dtype in LOW_PRECISION
+                elif maximize or p.dtype in _VIEWED_DTYPES or not (p.is_contiguous() and grad.is_contiguous()):
+                    work, grad, copied = self._working_views(p, grad, maximize)
                 else:
                     work = p
                 if grad.grad_fn is not None:
@@ -377,26 +394,39 @@ class Optimizer(torch.optim.Optimizer):
         """The non-finite policy, the one implementation: the slots whose value (the gradient, a curvature
         estimate, the loss, ...) is free of NaN/Inf. ``"skip"`` drops the others (counted per group in
         ``group["nonfinite_skips"]`` when ``count``), ``"raise"`` raises ``FloatingPointError`` before anything
-        is modified, ``"propagate"`` keeps every slot."""
+        is modified, ``"propagate"`` keeps every slot. A slot whose value is finite but large enough for its
+        update to overflow (:func:`screen_levels`) is marked ``guarded``: :meth:`_apply` checks its result."""
         if self.nonfinite == "propagate" or not slots:
             return slots
-        keep = finite_mask(values)
-        if all(keep):
+        levels = screen_levels(values)
+        kept = []
+        for slot, level in zip(slots, levels):
+            if level == NONFINITE:
+                continue
+            slot.guarded = slot.guarded or level == LARGE or self.guard_every_update
+            kept.append(slot)
+        if len(kept) == len(slots):
             return slots
         if self.nonfinite == "raise":
             raise FloatingPointError(
-                f"{type(self).__name__}: non-finite {what} in {keep.count(False)} parameter(s) this step"
+                f"{type(self).__name__}: non-finite {what} in {len(slots) - len(kept)} parameter(s) this step"
             )
-        kept = []
-        for slot, ok in zip(slots, keep):
-            if ok:
-                kept.append(slot)
-            elif count:
-                slot.group["nonfinite_skips"] += 1
+        if count:
+            for slot, level in zip(slots, levels):
+                if level == NONFINITE:
+                    slot.group["nonfinite_skips"] += 1
         return kept
 
     def _apply(self, slots: list[Slot], traced: bool = False) -> None:
         """The per-tensor updates: one bucket per (param group, layout), eager loop or compiled.
+
+        A ``guarded`` slot (a large gradient, or ``guard_every_update``) is updated first, eagerly, on a snapshot of
+        its parameter and state: if its result holds a NaN/Inf or its linear algebra fails
+        (``torch.linalg.LinAlgError``), the snapshot is restored and the policy applies (``"skip"``: counted in
+        ``nonfinite_skips``; ``"raise"``: every guarded slot is restored, then ``FloatingPointError``, before any
+        other parameter moves, eagerly). Compiled, the graph tests each gradient (:func:`apply_group_skipping`),
+        leaves the large ones as they were and hands them to that guarded path (``guard_every_update`` classes
+        step eagerly).
 
         ``traced``: the step is traced by the user's ``torch.compile``. The graph path is then taken inline (no
         nested compile): step counters and hyperparameters stay tensors, because Python-float counters would be
@@ -404,35 +434,52 @@ class Optimizer(torch.optim.Optimizer):
         buckets: dict[tuple[int, Hashable], list[Slot]] = {}
         for slot in slots:
             buckets.setdefault((id(slot.group), slot.layout), []).append(slot)
-        skip_in_graph = (self.compile or traced) and self.nonfinite == "skip"
+        in_graph = self.compile or traced
+        checked_in_graph = in_graph and self.nonfinite != "propagate"
+        eager = not in_graph or (checked_in_graph and self.guard_every_update)  # LinAlgError is caught eagerly
+        later: list[tuple[Callable, Slot, list[Tensor], float, dict[str, Any]]] = []
+        guarded: list[tuple[Callable, Slot, list[Tensor], float, dict[str, Any]]] = []
         for bucket in buckets.values():
             group, layout = bucket[0].group, bucket[0].layout
             view = group if layout is None else {**group, "params": [s.p for s in bucket], LAYOUT: layout}
             update = self.update_function(view)
             hyper = self.hyper(view)
-            work_params = [s.work for s in bucket]
-            grads = [s.grad for s in bucket]
             keys = self.state_keys(view)
             states = [[s.state[name] for name in keys] for s in bucket]
             steps = [s.state["step"] for s in bucket]
-            if not (traced or self.compile):
-                for work_p, grad, state, step in zip(work_params, grads, states, _advance(steps)):
-                    update(work_p, grad, *state, step=step, **hyper)
+            if eager:
+                for s, state, step in zip(bucket, states, _advance(steps)):
+                    (guarded if s.guarded else later).append((update, s, state, step, hyper))
+                continue
+            structural = self._integer_hyperparameters()
+            as_tensors = {k: v if k in structural else as_tensor(v) for k, v in hyper.items()}
+            if traced:
+                loop = apply_group_skipping if checked_in_graph else apply_group
             else:
-                structural = self._integer_hyperparameters()
-                hyper = {k: v if k in structural else as_tensor(v) for k, v in hyper.items()}
-                if traced:
-                    loop = apply_group_skipping if skip_in_graph else apply_group
-                else:
-                    loop = self._compiled(skip_in_graph)
-                finite = loop(update, work_params, grads, states, steps, hyper)
-                if skip_in_graph:
-                    skipped = len(bucket) - int(finite.sum())
-                    if skipped:
-                        group["nonfinite_skips"] += skipped
-            for s in bucket:
-                if s.copied:
+                loop = self._compiled(checked_in_graph)
+            codes = loop(update, [s.work for s in bucket], [s.grad for s in bucket], states, steps, as_tensors)
+            codes = codes.tolist() if checked_in_graph else [1] * len(bucket)
+            failed = codes.count(NONFINITE_GRADIENT)
+            if failed and self.nonfinite == "raise":
+                raise FloatingPointError(f"{type(self).__name__}: non-finite gradient in {failed} parameter(s)")
+            group["nonfinite_skips"] += failed
+            for s, state, code in zip(bucket, states, codes):
+                if code == LARGE_GRADIENT:  # left as it was in the graph: update it eagerly, guarded
+                    (step,) = _advance([s.state["step"]])
+                    guarded.append((update, s, state, step, hyper))
+                elif code != NONFINITE_GRADIENT and s.copied:
                     self._write_back(s.p, s.work, s.state["step"])
+        if guarded:
+            try:
+                run_guarded(self, guarded)
+            except FloatingPointError:
+                for _, s, *_ in later:  # "raise": nothing moves, counters included
+                    s.state["step"].sub_(1)
+                raise
+        for update, s, state, step, hyper in later:
+            update(s.work, s.grad, *state, step=step, **hyper)
+            if s.copied:
+                self._write_back(s.p, s.work, s.state["step"])
 
     def _detach_grads(self) -> None:
         """Drop the autograd graph the gradients may carry after a closure's ``backward(create_graph=True)``
@@ -443,17 +490,24 @@ class Optimizer(torch.optim.Optimizer):
                     p.grad = p.grad.detach()
 
     @staticmethod
-    def _working_views(p: Tensor, grad: Tensor, maximize: bool) -> tuple[Tensor, Tensor]:
-        """The tensors the update sees: real views of complex params, fp32 copies of low-precision ones, the
-        gradient negated under ``maximize``."""
-        work = p
+    def _working_views(p: Tensor, grad: Tensor, maximize: bool) -> tuple[Tensor, Tensor, bool]:
+        """The tensors the update sees, and whether the first is a copy to write back: real views of complex
+        params, fp32 copies of low-precision ones, contiguous copies of non-contiguous ones (a transposed parameter
+        steps exactly as its contiguous twin: matrix products and reductions round by memory layout), the gradient
+        negated under ``maximize``."""
+        work, copied = p, False
         if p.is_complex():
-            work, grad = torch.view_as_real(p), torch.view_as_real(grad)
+            if not p.is_contiguous():
+                work, copied = p.contiguous(), True
+            work, grad = torch.view_as_real(work), torch.view_as_real(grad.contiguous())
         if work.dtype in LOW_PRECISION:
-            work, grad = work.float(), grad.float()
+            work, grad, copied = work.float(), grad.float(), True
+        if not work.is_contiguous():
+            work, copied = work.contiguous(), True
+        grad = grad.contiguous()
         if maximize:
             grad = -grad
-        return work, grad
+        return work, grad, copied
 
     def _write_back(self, p: Tensor, work: Tensor, step: Tensor) -> None:
         """Copy an updated working copy into the parameter: the local shard of a gathered full tensor, rounded
@@ -464,7 +518,11 @@ class Optimizer(torch.optim.Optimizer):
 
             full = DTensor.from_local(work, p.device_mesh, [Replicate()] * p.device_mesh.ndim, run_check=False)
             work, target = full.redistribute(p.device_mesh, p.placements).to_local(), p.to_local()
-        target = torch.view_as_real(target) if target.is_complex() else target
+        if target.is_complex():
+            if not target.is_contiguous():
+                target.copy_(torch.view_as_complex(work))
+                return
+            target = torch.view_as_real(target)
         if self.stochastic_rounding and target.dtype in LOW_PRECISION:
             gen = torch.Generator(device=p.device)
             # a deterministic stream per (seed, parameter, step): resuming needs no saved RNG state

@@ -19,28 +19,43 @@ def apply_group(update: Callable, params, grads, states, steps, hyper: dict[str,
         update(p, g, *state, step=step, **hyper)
 
 
-def apply_group_skipping(update: Callable, params, grads, states, steps, hyper: dict[str, Any]) -> Tensor:
-    """The group loop under ``nonfinite="skip"``, for ``torch.compile``: returns one bool per tensor, whether its
-    gradient was finite; tensors (parameter, state, step counter) of a non-finite one keep their old values.
+def large_norm(dtype: torch.dtype) -> float:
+    """The ℓ2 norm from which a finite gradient counts as large (its update may overflow): the fourth root of the
+    dtype's range (4.3e9 for fp32), below which squares, fourth powers and their sums stay finite."""
+    return torch.finfo(dtype if dtype.is_floating_point else torch.float32).max ** 0.25
 
-    Written as update-then-select so that inductor fuses the test's reduction, the update and the selection
+
+#: codes returned by :func:`apply_group_skipping`, per tensor
+NONFINITE_GRADIENT, UPDATED, LARGE_GRADIENT = 0, 1, 2
+
+
+def apply_group_skipping(update: Callable, params, grads, states, steps, hyper: dict[str, Any]) -> Tensor:
+    """The group loop under the ``"skip"``/``"raise"`` policies, for ``torch.compile``: returns one code per tensor:
+    ``UPDATED``, ``NONFINITE_GRADIENT`` (a NaN/Inf entry) or ``LARGE_GRADIENT`` (finite, ℓ2 norm ≥
+    :func:`large_norm`: its update may overflow). The tensors (parameter, state, step counter) of a tensor not
+    updated keep their old values; the caller re-runs a large one eagerly, on a snapshot whose result it checks.
+
+    Written as update-then-select so that inductor fuses the test's reductions, the update and the selection
     into one kernel per tensor (the ``clone``s are not materialised: the kernel reduces over the gradient, then
-    updates with the old values still in registers). The test is ``sum(g - g) == 0``: ``g - g`` is 0 for finite
-    entries and NaN for NaN/±Inf, so the sum is exact (no overflow of large finite values) and is a plain
-    vectorised float reduction, measured 2.2x faster than ``isfinite(g).all()`` under inductor on CPU
-    (tests/test_base_step.py checks that the compiler does not fold it away).
+    updates with the old values still in registers). The finiteness test is ``sum(g - g) == 0``: ``g - g`` is 0
+    for finite entries and NaN for NaN/±Inf, so the sum is exact (no overflow of large finite values) and is a
+    plain vectorised float reduction, measured 2.2x faster than ``isfinite(g).all()`` under inductor on CPU
+    (tests/test_base_step.py checks that the compiler does not fold it away); ``sum(g * g)`` (the squared norm,
+    inf when it overflows) reads the same values in the same loop.
     """
-    finite = []
+    codes = []
     for p, g, state, step in zip(params, grads, states, steps):
-        ok = (g - g).sum() == 0
+        finite = (g - g).sum() == 0
+        small = (g * g).sum() < large_norm(g.dtype) ** 2
+        ok = finite & small
         tensors = (p, *state, step)
         before = [t.clone() for t in tensors]
         step += 1
         update(p, g, *state, step=step, **hyper)
         for t, old in zip(tensors, before):
             t.copy_(torch.where(ok, t, old))
-        finite.append(ok)
-    return torch.stack(finite)
+        codes.append(torch.where(finite, torch.where(small, UPDATED, LARGE_GRADIENT), NONFINITE_GRADIENT))
+    return torch.stack(codes)
 
 
 _INPLACE_OPERATORS = frozenset(

@@ -84,3 +84,11 @@ class GroupScalarOptimizer(Optimizer):
         for e in entries:
             out.setdefault(id(e.group), (e.group, []))[1].append(e)
         return list(out.values())
+
+    def screen_scalars(self, entries: list[Entry], values: dict[str, float]) -> list[Entry]:
+        """The non-finite policy on whole-group scalars about to be written to state: ``entries`` when every value
+        is finite in the state's dtype (it may overflow fp32 from finite gradients), else what the policy keeps of
+        them (``"skip"``: none, the scalars stay as they were; ``"raise"``: ``FloatingPointError``)."""
+        dtype = entries[0].state[next(iter(values))].dtype
+        as_state = torch.tensor(list(values.values()), dtype=torch.float64).to(dtype)
+        return self._screen(entries, [as_state] * len(entries), "step-size scalar")

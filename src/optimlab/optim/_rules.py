@@ -47,7 +47,9 @@ def _as_float(name: str, value: Any) -> float:
 
 @dataclass(frozen=True)
 class Range:
-    """A real (or integer) value in an interval; ``low_open``/``high_open`` exclude the end points."""
+    """A real (or integer) value in an interval; ``low_open``/``high_open`` exclude the end points. An infinite
+    value is refused (an ``lr=inf`` would write inf/NaN at the first step) unless ``infinite`` says that ±inf is a
+    meaningful "no limit" setting (e.g. a growth-rate cap)."""
 
     low: float = -math.inf
     high: float = math.inf
@@ -56,10 +58,11 @@ class Range:
     integer: bool = False
     optional: bool = False  # None allowed
     torch_message: str | None = None  # torch.optim's own message for this field, where it has one
+    infinite: bool = False  # ±inf allowed (where the interval reaches it)
 
     def describe(self) -> str:
-        left = "(" if self.low_open or self.low == -math.inf else "["
-        right = ")" if self.high_open or self.high == math.inf else "]"
+        left = "[" if not self.low_open and (self.low != -math.inf or self.infinite) else "("
+        right = "]" if not self.high_open and (self.high != math.inf or self.infinite) else ")"
         kind = "an integer" if self.integer else "a number"
         return f"{kind} in {left}{self.low}, {self.high}{right}" + (" or None" if self.optional else "")
 
@@ -69,7 +72,7 @@ class Range:
         if self.integer and (isinstance(value, bool) or not isinstance(value, int)):
             raise invalid(name, value, f"must be {self.describe()}", self.torch_message)
         x = _as_float(name, value)
-        ok = not math.isnan(x)
+        ok = not math.isnan(x) and (self.infinite or not math.isinf(x))
         ok = ok and (x > self.low if self.low_open else x >= self.low)
         ok = ok and (x < self.high if self.high_open else x <= self.high)
         if not ok:
@@ -77,6 +80,8 @@ class Range:
 
     def bad_values(self) -> list[Any]:
         bad: list[Any] = [] if self.integer else [math.nan]
+        if not self.infinite and not self.integer:
+            bad.append(math.inf if self.high == math.inf else -math.inf)
         if self.low != -math.inf:
             bad.append(self.low if self.low_open else self.low - 1)
         if self.high != math.inf:

@@ -108,6 +108,7 @@ class AdamCM(Optimizer):
     """
 
     shard_local = False  # sharded parameters: gather, update the full tensor, keep the shard
+    unchecked_state = ("priorities",)  # an empty slot of the cache has priority -inf
 
     hyperparameters = {
         "lr": Range(0.0),

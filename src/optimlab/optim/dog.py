@@ -86,10 +86,16 @@ class DoG(GroupScalarOptimizer):
         return [p.detach().clone(), scalar(p), scalar(p)]
 
     def prepare(self, entries, loss, extras, closure):
-        self._eta = {id(group): self._group_eta(group, members) for group, members in self.by_group(entries)}
-        return entries
+        self._eta, kept = {}, []
+        for group, members in self.by_group(entries):
+            eta = self._group_eta(group, members)
+            if eta is not None:
+                self._eta[id(group)] = eta
+                kept.extend(members)
+        return kept
 
-    def _group_eta(self, group: dict[str, Any], members: list) -> float:
+    def _group_eta(self, group: dict[str, Any], members: list) -> float | None:
+        """The group's step size η_t (None: its scalars overflow and the non-finite policy skips the group)."""
         wd = group["weight_decay"]
         gsq = sum(sq_norm(K.coupled_decay(e.grad, e.work, wd)) for e in members)
         prior = read_scalars(self, group["params"], _SCALARS)
@@ -99,6 +105,8 @@ class DoG(GroupScalarOptimizer):
         else:
             rbar = max(prior["rbar"], math.sqrt(sum(sq_norm(e.work - e.state["x0"]) for e in members)))
         G = (group["eps"] if prior is None else prior["G"]) + (rbar**2 if self.weighted else 1.0) * gsq
+        if len(self.screen_scalars(members, {"rbar": rbar, "G": G})) < len(members):
+            return None
         write_scalars(self, group["params"], {"rbar": rbar, "G": G})
         if not G > 0:
             raise ValueError(f"{type(self).__name__}: the sum of squared gradients is 0 (set eps > 0)")

@@ -165,8 +165,10 @@ def muon_update_(
     eps_mode: str,
     adjust_lr: str,
     ns_dtype: str,
+    transpose: bool = False,
 ) -> None:
-    """One Muon step on a matrix (or a ≥3-D tensor viewed as one); other parameters take the fallback's update."""
+    """One Muon step on a matrix (or a ≥3-D tensor viewed as one); other parameters take the fallback's update.
+    ``transpose``: the weight is stored (in, out) (Hugging Face ``Conv1D``): the lr scale uses the transposed shape."""
     buf = momentum_buffer
     K.ema_(buf, grad, momentum)  # B ← μB + (1 − μ)G, as buf.lerp_(G, 1 − μ)
     if nesterov:
@@ -184,7 +186,7 @@ def muon_update_(
         out_dtype=p.dtype,
     ).view(p.shape)
     K.decoupled_decay_(p, lr, weight_decay)
-    K.add_scaled_(p, ortho, -(lr * lr_scale(rows, cols, adjust_lr)))
+    K.add_scaled_(p, ortho, -(lr * lr_scale(*((cols, rows) if transpose else (rows, cols)), adjust_lr)))
 
 
 @dataclass(frozen=True)
@@ -238,7 +240,9 @@ class Muon(Optimizer):
 
     Args:
         params: parameters or param groups. Group options: ``use_muon`` (``None`` = by shape, ``True``, ``False``),
-            ``fallback``, ``fallback_options``, ``preset`` and every hyperparameter below.
+            ``transpose`` (weights stored (in, out), as Hugging Face's ``Conv1D``: the lr scale is taken from the
+            transposed shape; :func:`optimlab.routing.matrix_param_groups` sets it), ``fallback``,
+            ``fallback_options``, ``preset`` and every hyperparameter below.
         preset: ``"kj"`` (Keller Jordan's reference, default), ``"torch"`` (``torch.optim.Muon``) or
             ``"moonlight"`` (match-AdamW-RMS scaling); fills every argument not given (module docstring table).
         lr, weight_decay: step size and decoupled weight decay (W ← W(1 − lr·λ)); also the fallback's.
@@ -268,6 +272,7 @@ class Muon(Optimizer):
         "adjust_lr": OneOf(ADJUST_LR),
         "ns_dtype": OneOf(tuple(NS_DTYPES)),
         "use_muon": OneOf((None, True, False)),
+        "transpose": OneOf((True, False)),
         "fallback": ElementwiseAlgorithm(),
         "fallback_options": OptionsDict(),
     }
@@ -397,6 +402,7 @@ class Muon(Optimizer):
             eps_mode=group["eps_mode"],
             adjust_lr=group["adjust_lr"],
             ns_dtype=group["ns_dtype"],
+            transpose=group.get("transpose", False),
         )
 
     def _integer_hyperparameters(self) -> frozenset[str]:

@@ -138,6 +138,7 @@ class OptimisticAMSGrad(Optimizer):
     """
 
     shard_local = False  # sharded parameters: gather, update the full tensor, keep the shard
+    guard_every_update = True  # its linear algebra can fail: snapshot, check, restore (Optimizer._apply)
 
     hyperparameters = {
         "lr": Range(0.0),

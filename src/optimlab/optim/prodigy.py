@@ -90,7 +90,7 @@ class Prodigy(GroupScalarOptimizer):
         "safeguard_warmup": OneOf((True, False)),
         "d0": Range(0.0, low_open=True),
         "d_coef": Range(0.0, low_open=True),
-        "growth_rate": Range(1.0),
+        "growth_rate": Range(1.0, infinite=True),
     }
     update = staticmethod(prodigy_update_)
 
@@ -174,7 +174,7 @@ class Prodigy(GroupScalarOptimizer):
 
     def hyper(self, group):
         beta1, beta2 = group["betas"]
-        t = int(self.state[next(p for p in group["params"] if p.grad is not None)]["step"])
+        t = int(self.state[next(p for p in group["params"] if p.grad is not None and p.numel())]["step"])
         return dict(
             dlr=self._dlr(group, self._hyper["d"], t),
             active=self._hyper["active"],
@@ -234,7 +234,7 @@ class DAdaptAdam(GroupScalarOptimizer):
         "decouple": OneOf((True, False)),
         "use_bias_correction": OneOf((True, False)),
         "d0": Range(0.0, low_open=True),
-        "growth_rate": Range(1.0),
+        "growth_rate": Range(1.0, infinite=True),
         "layer_scale": Range(0.0),
     }
     state_names = ("s", "exp_avg", "exp_avg_sq", *_DADAPT_SCALARS)
@@ -297,7 +297,7 @@ class DAdaptAdam(GroupScalarOptimizer):
 
     def hyper(self, group):
         beta1, beta2 = group["betas"]
-        t = int(self.state[next(p for p in group["params"] if p.grad is not None)]["step"])
+        t = int(self.state[next(p for p in group["params"] if p.grad is not None and p.numel())]["step"])
         return dict(
             dlr=self._dlr(group, self._d, t),
             active=self._active,

@@ -183,6 +183,7 @@ class ProjectedAdamW(PerParamLayout):
     """
 
     shard_local = False  # sharded parameters: gather, update the full tensor, keep the shard
+    guard_every_update = True  # its linear algebra can fail: snapshot, check, restore (Optimizer._apply)
 
     hyperparameters = PROJECTED_RULES
     supports_complex = False

@@ -244,6 +244,7 @@ class PSGDKron(Optimizer):
     """
 
     shard_local = False  # sharded parameters: gather, update the full tensor, keep the shard
+    guard_every_update = True  # its linear algebra can fail: snapshot, check, restore (Optimizer._apply)
 
     supports_complex = False
     hyperparameters = {
@@ -252,8 +253,8 @@ class PSGDKron(Optimizer):
         "weight_decay": Range(0.0),
         "lr_preconditioner": Range(0.0, 1.0, low_open=True),
         "preconditioner_update_probability": Range(0.0, 1.0),
-        "preconditioner_max_size": Range(0.0),
-        "preconditioner_max_skew": Range(0.0),
+        "preconditioner_max_size": Range(0.0, infinite=True),
+        "preconditioner_max_skew": Range(0.0, infinite=True),
         "preconditioner_init_scale": Range(0.0, low_open=True, optional=True),
         "whiten_grad": OneOf((True, False)),
     }

@@ -32,7 +32,8 @@ unconstrained form has no decay. Norms (group option ``norm``; d viewed as a d_o
                           ≤1-D: bias_rms
 ========================  ==========================================  =================================================
 
-``transpose=True`` applies col/row norms to dᵀ (embeddings stored as (vocab, dim), as ``ColNorm(transpose=True)``).
+``transpose=True`` applies col/row norms to dᵀ (embeddings stored as (vocab, dim), as ``ColNorm(transpose=True)``)
+and takes the spectral and sign scales from dᵀ's shape (weights stored (in, out), as Hugging Face's ``Conv1D``).
 Column/row/RMS normalizations add ``eps`` (1e-8 as the authors' code) to the norm; Newton–Schulz is KJ's quintic
 (5 steps, ‖·‖_F + 1e-7) in ``ns_dtype`` (bfloat16 as the authors' code, float64 for the parity tests).
 
@@ -103,10 +104,10 @@ def lmo(d: Tensor, norm: str, *, transpose: bool = False, eps: float = 1e-8, ns_
             if d.ndim >= 3:  # (out, in, k, ..., k): √(out/in) / k^(ndim−2), as the authors' SpectralConv
                 u = u * ((d.shape[0] / d.shape[1]) ** 0.5 / d.shape[2] ** (d.ndim - 2))
             return u
-        scale = (rows / cols) ** 0.5
+        scale = (cols / rows if transpose else rows / cols) ** 0.5  # √(d_out/d_in) of the stored orientation
         return u * (max(1.0, scale) if norm == "spectral_max" else scale)
     if norm == "sign":
-        return torch.sign(m).view(d.shape) / cols
+        return torch.sign(m).view(d.shape) / (rows if transpose else cols)
     if transpose:
         m = m.T
     if norm in ("col", "col_normalized"):
@@ -150,7 +151,7 @@ def scion_update_(
 class Scion(Optimizer):
     """Scion / uScion (Pethick et al. 2025): conditional-gradient steps with a norm-ball LMO chosen per group.
 
-    Group options: ``norm`` (see the module table), ``scale`` (radius ρ), ``transpose`` (col/row norms on dᵀ),
+    Group options: ``norm`` (see the module table), ``scale`` (radius ρ), ``transpose`` (d stored as dᵀ),
     ``unconstrained``, and every hyperparameter. ``momentum`` is α, the weight of the new gradient (0.1 ≈ the
     usual momentum 0.9); α = 1 uses the gradient itself.
     """

@@ -157,6 +157,7 @@ class SOAP(Optimizer):
     """
 
     shard_local = False  # sharded parameters: gather, update the full tensor, keep the shard
+    guard_every_update = True  # its linear algebra can fail: snapshot, check, restore (Optimizer._apply)
 
     supports_complex = False
     hyperparameters = {

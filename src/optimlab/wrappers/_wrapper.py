@@ -88,7 +88,10 @@ class WrapperOptimizer(torch.optim.Optimizer):
 
     @property
     def params_with_grad(self) -> list[tuple[dict[str, Any], Tensor]]:
-        return [(g, p) for g in self.param_groups for p in g["params"] if p.grad is not None]
+        out = [(g, p) for g in self.param_groups for p in g["params"] if p.grad is not None]
+        if any(p.grad.is_sparse for _, p in out):
+            raise RuntimeError(f"{type(self).__name__} does not support sparse gradients (its steps need dense ones)")
+        return out
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:

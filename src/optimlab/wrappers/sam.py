@@ -52,8 +52,8 @@ from ._twopass import PerturbationWrapper
 
 
 def _sq_norm(x: Tensor) -> Tensor:
-    """Squared L2 norm, accumulated in at least fp32."""
-    return (x.float() if x.dtype in (torch.float16, torch.bfloat16) else x).pow(2).sum()
+    """Squared L2 norm, accumulated in at least fp32, in the same order for every memory layout."""
+    return (x.float() if x.dtype in (torch.float16, torch.bfloat16) else x).contiguous().pow(2).sum()
 
 
 class SAM(PerturbationWrapper):

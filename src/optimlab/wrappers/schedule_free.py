@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .. import registry as R
-from ..optim import Range
+from ..optim import Range, finite_mask
 from ..optim.schedule_free import SF_PAPER
 from ._wrapper import WrapperOptimizer
 
@@ -98,9 +98,19 @@ class ScheduleFreeWrapper(WrapperOptimizer):
             with torch.enable_grad():
                 loss = closure()
         active: list[tuple[dict[str, Any], Tensor, dict[str, Tensor]]] = []
-        for group, p in self.params_with_grad:
-            if p.is_complex() or p.grad.is_sparse:
-                raise RuntimeError("ScheduleFreeWrapper supports dense real parameters only")
+        policy = getattr(self.base, "nonfinite", "propagate")
+        moving = self.params_with_grad
+        if any(p.is_complex() or p.grad.is_sparse for _, p in moving):
+            raise RuntimeError("ScheduleFreeWrapper supports dense real parameters only")
+        if policy != "propagate":  # the base's policy: a parameter it will skip is not moved to z either
+            finite = finite_mask([p.grad for _, p in moving])
+            if policy == "raise" and not all(finite):
+                raise FloatingPointError(
+                    f"{type(self).__name__}: non-finite gradient in {finite.count(False)} parameter(s)"
+                )
+            moving = [gp for gp, ok in zip(moving, finite) if ok]
+        saved: list[tuple[Tensor, Tensor]] = []  # under "raise": y and z before this step
+        for group, p in moving:
             state = self.state[p]
             if not state:
                 state["z"] = p.detach().clone(memory_format=torch.preserve_format)
@@ -108,13 +118,21 @@ class ScheduleFreeWrapper(WrapperOptimizer):
                 state["lr_max"] = torch.zeros(1, dtype=p.dtype, device=p.device)
                 state["step"] = torch.zeros((), dtype=torch.float32)
             z, beta, lr = state["z"], group["sf_momentum"], group["lr"]
+            if policy == "raise":
+                saved.append((p.clone(), z.clone()))
             if group["weight_decay_at_y"] != 0:
                 z.sub_(p, alpha=lr * group["weight_decay_at_y"])
                 p.sub_(p, alpha=lr * group["weight_decay_at_y"] * (1 - beta))
             p.lerp_(z, 1 - 1 / beta)  # p = x
             _swap(p, z)  # p = z (the base steps it), state z = x
             active.append((group, p, state))
-        self.base.step()
+        try:
+            self.base.step()
+        except FloatingPointError:  # "raise": the base moved nothing; put y and z back as they were
+            for (_, p, state), (y, z) in zip(active, saved):
+                p.copy_(y)
+                state["z"].copy_(z)
+            raise
         for group, p, state in active:
             state["step"] += 1
             t = float(state["step"])
