@@ -66,6 +66,7 @@ from ._compiled import (
 )
 from ._nonfinite import LARGE, NONFINITE, run_guarded, screen_levels
 from ._rules import OneOf, Rule
+from ._slot import LAYOUT, Slot
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 NONFINITE_POLICIES = ("skip", "raise", "propagate")
@@ -96,56 +97,6 @@ def _advance(steps: list[Tensor]) -> list[float]:
         return torch.stack(steps).tolist()  # one read-back instead of one ``.item()`` per tensor
     except RuntimeError:  # counters on several devices
         return [s.item() for s in steps]
-
-
-#: key of the layout in the group view handed to ``state_keys``/``init_state``/``hyper`` (see ``Optimizer.layout``)
-LAYOUT = "_layout"
-
-
-class Slot:
-    """One parameter in one step, as the pipeline and :meth:`Optimizer.prepare` see it."""
-
-    __slots__ = ("group", "p", "work", "grad", "state", "layout", "copied", "guarded", "saved")
-
-    def __init__(
-        self,
-        group: dict[str, Any],
-        p: Tensor,
-        work: Tensor,
-        grad: Tensor,
-        state: dict,
-        layout: Hashable,
-        copied: bool = False,
-    ):
-        self.group = group  #: its param group
-        self.p = p  #: the parameter itself (its ``.grad`` may carry a graph)
-        self.work = work  #: what the update sees: fp32 copy of a bf16/fp16 parameter, real view of a complex one
-        self.grad = grad  #: the gradient as the update sees it: fp32/real, negated under maximize, detached
-        self.state = state  #: its state dict (``"step"`` and the state tensors)
-        self.layout = layout  #: its state layout (``Optimizer.layout``)
-        self.copied = copied  #: ``work`` is a copy (fp32 of low precision, full tensor of a shard) to write back
-        self.guarded = False  #: the update runs on a snapshot and its result is checked (see ``Optimizer._apply``)
-        self.saved: list[tuple[Tensor, Tensor]] | None = None  #: the snapshot: (tensor, copy) of state and param
-
-    def snapshot(self) -> None:
-        """Copy the parameter (unless ``work`` is a throw-away copy) and every state tensor but the step counter,
-        once: a guarded slot is snapshotted before ``prepare`` (which may write state) or else before its update."""
-        if self.saved is None:
-            tensors = [v for k, v in self.state.items() if k != "step" and isinstance(v, Tensor)]
-            if not self.copied:
-                tensors.append(self.work)
-            self.saved = [(t, t.clone()) for t in tensors]
-
-    def restore(self) -> None:
-        """Put back the snapshot, and the step counter as it was before this step."""
-        for tensor, old in self.saved or ():
-            tensor.copy_(old)
-        self.state["step"].sub_(1)
-
-    @property
-    def t(self) -> int:
-        """The step this parameter is about to take (1-based)."""
-        return int(self.state["step"].item()) + 1
 
 
 _KEYWORDS: dict[Callable, tuple[str, ...]] = {}
@@ -504,7 +455,8 @@ class Optimizer(torch.optim.Optimizer):
             work, grad, copied = work.float(), grad.float(), True
         if not work.is_contiguous():
             work, copied = work.contiguous(), True
-        grad = grad.contiguous()
+        if not grad.is_sparse:  # sparse gradients (SGD) stay sparse
+            grad = grad.contiguous()
         if maximize:
             grad = -grad
         return work, grad, copied
