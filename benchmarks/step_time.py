@@ -3,8 +3,8 @@
 For each algorithm in ``optimlab.available()`` this times ``optimizer.step()`` on a model of ``--tensors``
 parameter tensors holding ``--params`` fp32 values in all (default 100 tensors, 10M values; a transformer-like
 mix: per block a (4d, d) weight, a 4d bias, a (d, 4d) weight and a d bias), with random gradients filled in
-beforehand, eager and ``compile=True``; where ``pytorch_optimizer`` is installed, its version of the same
-algorithm (names matched case-insensitively, ignoring ``_`` and ``-``) runs beside it. It prints:
+beforehand, eager and ``compile=True``; other libraries' versions of the same algorithm (pytorch_optimizer,
+HeavyBall, torch-optimi, bitsandbytes, where installed; matched by name, see ``_peers.py``) run beside it. It prints:
 
 * ms/step: median over ``--rounds`` rounds of the mean step time of one sample (``--steps`` steps);
 * ``/ fused``, ``/ loop``: step time over torch.optim.AdamW with ``fused=True`` / ``foreach=False``, same
@@ -12,7 +12,10 @@ algorithm (names matched case-insensitively, ignoring ``_`` and ``-``) runs besi
 * ``/ roof``: step time over the memory-roofline time of the algorithm (see the byte model below);
 * compile s: wall time of the first compiled step (compilation; excluded from ms/step). A row whose graph an
   earlier row already compiled (same class and shapes, e.g. ``nonfinite="propagate"``) shows ~0;
-* spread: interquartile range of the rounds over their median (how noisy the figure is).
+* spread: interquartile range of the rounds over their median (how noisy the figure is);
+* ``/ peer``: an optimlab row's step time over the fastest peer implementation of the same algorithm in the same
+  rounds (the other libraries' rows; for AdamW also torch's fused, for-loop and compiled AdamW), named in the
+  summary below the table.
 
 Byte model (the roofline). A step must read the parameter, its gradient and every state tensor and write back
 the parameter and every state tensor. With ``S`` = the registry's ``state_tensors`` (parameter-sized fp32 state
@@ -29,7 +32,7 @@ optimlab algorithm they are matched with. The adamw rows also include torch's ow
 
 Robust timing on a small, shared, noisy machine:
 
-* all the candidates of one algorithm (optimlab eager and compiled, pytorch_optimizer, both torch AdamW
+* all the candidates of one algorithm (optimlab eager and compiled, the peers, both torch AdamW
   baselines and the bandwidth probes) are interleaved in rounds, the starting candidate rotating from round to
   round, so a burst of load from another process hits them alike; each ratio is the median over rounds of the
   per-round ratio (paired, so slow drifts in machine load cancel). The torch rows at the top of the table are
@@ -61,9 +64,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib
-import importlib.metadata
-import inspect
 import math
 import statistics
 import sys
@@ -72,11 +72,28 @@ import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 import optimlab
 from optimlab.training import capabilities
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # _peers.py beside this script, also when loaded by path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _peers  # noqa: E402
+from _report import (  # noqa: E402, F401
+    COLUMNS,
+    Row,
+    bandwidths,
+    fastest,
+    format_table,
+    paired_ratio,
+    roofline_ratio,
+    row_cells,
+    spread,
+    summarise,
+)
 
 #: the torch.optim.AdamW hyperparameters of both baselines (optimlab's adamw defaults)
 TORCH_ADAMW = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)
@@ -130,6 +147,7 @@ class Candidate:
     bytes_per_step: float  # roofline bytes (bytes moved, for a bandwidth probe)
     build: Callable[[], Callable[[int], None]]  # sets up (params, optimizer) and returns run
     compiled: bool = False
+    peer: bool = False  # another implementation of the same algorithm (the ``/ peer`` column's reference)
     run: Callable[[int], None] | None = None
     steps: int = 1  # steps per timed sample
     compile_s: float | None = None
@@ -219,7 +237,7 @@ def torch_adamw_candidate(args, *, fused: bool) -> Candidate:
         kind = {"fused": True} if fused else {"foreach": False}
         return _stepper(torch.optim.AdamW(params, **TORCH_ADAMW, **kind), None)
 
-    return Candidate(FUSED if fused else LOOP, "adamw", _bytes(optimlab.spec("adamw"), args), build)
+    return Candidate(FUSED if fused else LOOP, "adamw", _bytes(optimlab.spec("adamw"), args), build, peer=True)
 
 
 def torch_adamw_compiled_candidate(args) -> Candidate:
@@ -238,7 +256,12 @@ def torch_adamw_compiled_candidate(args) -> Candidate:
         return run
 
     return Candidate(
-        "torch AdamW, torch.compile(step)", "adamw", _bytes(optimlab.spec("adamw"), args), build, compiled=True
+        "torch AdamW, torch.compile(step)",
+        "adamw",
+        _bytes(optimlab.spec("adamw"), args),
+        build,
+        compiled=True,
+        peer=True,
     )
 
 
@@ -266,27 +289,15 @@ def bandwidth_probes(args) -> list[Candidate]:
     ]
 
 
-def pytorch_optimizer_candidate(po, po_name: str, spec, args) -> Candidate:
-    cls = po.load_optimizer(po_name)
-    version = getattr(po, "__version__", None)
-    if not version:
-        try:
-            version = importlib.metadata.version("pytorch_optimizer")
-        except importlib.metadata.PackageNotFoundError:
-            version = "?"
+def peer_candidate(peer: _peers.Peer, spec, args) -> Candidate:
+    """Another library's implementation of ``spec``'s algorithm (see ``_peers``)."""
 
     def build():
         params = make_params(args.params, args.tensors, device=args.device)
-        accepted = inspect.signature(cls).parameters
-        hparams = {k: v for k, v in spec.defaults.items() if k in accepted}
-        try:
-            opt = cls(params, **hparams)
-        except (TypeError, ValueError):  # arguments with other meanings there: its own defaults, our lr
-            opt = cls(params, **({"lr": spec.defaults["lr"]} if "lr" in spec.defaults else {}))
-        return _stepper(opt, _closure_for(spec, params))
+        return _stepper(_peers.build_peer(peer, spec, params), _closure_for(spec, params))
 
-    label = f"pytorch_optimizer {version} ({cls.__name__}){_suffix(spec)}"
-    return Candidate(label, spec.name, _bytes(spec, args), build)
+    label = peer.label + _suffix(spec)
+    return Candidate(label, spec.name, _bytes(spec, args), build, compiled=peer.compiles, peer=True)
 
 
 def _bytes(spec, args) -> float:
@@ -297,29 +308,8 @@ def _numel(args) -> int:
     return sum(math.prod(shape) for shape in model_shapes(args.params, args.tensors))
 
 
-def load_pytorch_optimizer():
-    """The pytorch_optimizer module, or None when it is not installed (the side-by-side rows are skipped)."""
-    try:
-        return importlib.import_module("pytorch_optimizer")
-    except ImportError:
-        return None
-
-
-def _normalise(name: str) -> str:
-    return name.lower().replace("_", "").replace("-", "")
-
-
-def pytorch_optimizer_names(po) -> dict[str, str]:
-    """Normalised name -> pytorch_optimizer name, for its own implementations (not re-exported torch.optim)."""
-    out = {}
-    for name in po.get_supported_optimizers():
-        try:
-            cls = po.load_optimizer(name)
-        except Exception:  # noqa: BLE001 - an optional package; anything it raises means "not available"
-            continue
-        if not cls.__module__.startswith("torch."):
-            out[_normalise(name)] = name
-    return out
+#: loads one peer library by import name (None when it is not installed); the tests replace it
+load_library = _peers.load_library
 
 
 # ----------------------------------------------------------------------------------------------- timing
@@ -408,86 +398,6 @@ def time_rounds(cands: Sequence[Candidate], args, sync, progress: Progress, wher
                 c.error, c.run, c.samples = _error(e), None, []
 
 
-# ----------------------------------------------------------------------------------------------- statistics
-def paired_ratio(a: Candidate, b: Candidate) -> float | None:
-    """Median over rounds of a's step time over b's (the two measured in the same rounds)."""
-    if not a.samples or not b.samples:
-        return None
-    return statistics.median(x / y for x, y in zip(a.samples, b.samples))
-
-
-def bandwidths(probes: Sequence[Candidate]) -> list[float]:
-    """Bytes per second in each round: the fastest probe of that round."""
-    live = [p for p in probes if p.samples]
-    return [max(rates) for rates in zip(*[[p.bytes_per_step / t for t in p.samples] for p in live])]
-
-
-def roofline_ratio(c: Candidate, bandwidth: Sequence[float]) -> float | None:
-    """Median over rounds of step time over (bytes / the bandwidth measured in that round)."""
-    if not c.samples or not bandwidth or not c.bytes_per_step:
-        return None
-    return statistics.median(t / (c.bytes_per_step / bw) for t, bw in zip(c.samples, bandwidth))
-
-
-def spread(samples: Sequence[float]) -> float | None:
-    if len(samples) < 2:
-        return None
-    q = statistics.quantiles(samples, n=4, method="inclusive")
-    return (q[2] - q[0]) / statistics.median(samples)
-
-
-@dataclass
-class Row:
-    algorithm: str
-    label: str
-    ms: float | None = None
-    vs_fused: float | None = None
-    vs_loop: float | None = None
-    vs_roof: float | None = None
-    bytes_per_param: float | None = None
-    compile_s: float | None = None
-    spread: float | None = None
-    error: str | None = None
-
-
-COLUMNS = ("optimizer", "implementation", "ms/step", "/ fused", "/ loop", "/ roof", "B/param", "compile s", "spread")
-
-
-def _fmt(x: float | None, spec: str) -> str:
-    return "-" if x is None else format(x, spec)
-
-
-def row_cells(row: Row) -> list[str]:
-    if row.error:  # the message goes below the table
-        return [row.algorithm, row.label, "error", *["-"] * (len(COLUMNS) - 3)]
-    return [
-        row.algorithm,
-        row.label,
-        _fmt(row.ms, ".2f"),
-        _fmt(row.vs_fused, ".2f"),
-        _fmt(row.vs_loop, ".2f"),
-        _fmt(row.vs_roof, ".2f"),
-        _fmt(row.bytes_per_param, "g"),
-        _fmt(row.compile_s, ".1f"),
-        "-" if row.spread is None else f"{100 * row.spread:.0f}%",
-    ]
-
-
-def format_table(rows: Sequence[Row], markdown: bool) -> str:
-    cells = [list(COLUMNS)] + [row_cells(r) for r in rows]
-    if markdown:
-        lines = ["| " + " | ".join(cells[0]) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
-        lines += ["| " + " | ".join(c) + " |" for c in cells[1:]]
-        return "\n".join(lines)
-    widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
-    right = set(range(2, len(COLUMNS)))
-
-    def line(c):
-        return "  ".join(c[i].rjust(widths[i]) if i in right else c[i].ljust(widths[i]) for i in range(len(c)))
-
-    return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths)] + [line(c) for c in cells[1:]])
-
-
 # ----------------------------------------------------------------------------------------------- main
 def _count(text: str) -> int:
     """'10M', '1.5m', '200k', '1e6' or '1000000' -> int."""
@@ -513,7 +423,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="algorithms also timed with nonfinite='propagate', to show the cost of the NaN/Inf check\n"
         "(comma-separated, 'all' or 'none'; default adamw)",
     )
-    ap.add_argument("--no-pytorch-optimizer", action="store_true", help="skip pytorch_optimizer even if installed")
+    ap.add_argument(
+        "--peers",
+        default=",".join(_peers.LIBRARIES),
+        help="other libraries timed beside optimlab, where installed (comma-separated import names or 'none';\n"
+        f"default {','.join(_peers.LIBRARIES)})",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for the whole run (default 1)")
     ap.add_argument("--device", default="cpu", help="device of the model (default cpu)")
     ap.add_argument(
@@ -550,8 +465,9 @@ def run_benchmark(args: argparse.Namespace, out=None) -> list[Row]:
     known = optimlab.available()
     algorithms = _names(args.only, known) if args.only else list(known)
     propagate = set(_names(args.propagate, known))
-    po = None if args.no_pytorch_optimizer else load_pytorch_optimizer()
-    po_names = pytorch_optimizer_names(po) if po is not None else {}
+    wanted = [n.strip() for n in args.peers.split(",") if n.strip() and n.strip().lower() != "none"]
+    loaded = _peers.load_libraries(wanted, load_library)
+    libraries = {name: lib for name, lib in loaded.items() if lib is not None}
     sync = _sync(args.device)
     progress = Progress(not args.quiet)
 
@@ -575,10 +491,7 @@ def run_benchmark(args: argparse.Namespace, out=None) -> list[Row]:
                 cands.append(optimlab_candidate(spec, args, compiled=True, nonfinite="propagate"))
             if name == "adamw":
                 cands.append(torch_adamw_compiled_candidate(args))
-        for key in (_normalise(spec.name), _normalise(spec.cls.__name__)):
-            if key in po_names:
-                cands.append(pytorch_optimizer_candidate(po, po_names[key], spec, args))
-                break
+        cands += [peer_candidate(peer, spec, args) for peer in _peers.find_peers(spec, libraries)]
         if capabilities(spec).closure:
             cands.append(closure_candidate(spec, args))
         everything = cands + [fused, loop, *probes]
@@ -586,8 +499,9 @@ def run_benchmark(args: argparse.Namespace, out=None) -> list[Row]:
             prepare(c, args, sync, progress, where)
         time_rounds(everything, args, sync, progress, where)
         bandwidth = bandwidths(probes)
+        best = fastest([c for c in cands if c.peer] + ([fused, loop] if name == "adamw" else []))
         for c in cands:
-            rows.append(_row(c, fused, loop, bandwidth, args))
+            rows.append(_row(c, fused, loop, bandwidth, args, None if c.peer else best))
         for c, other in ((fused, loop), (loop, fused)):
             if c.error:
                 base_errors.setdefault(c.label, c.error)
@@ -623,8 +537,9 @@ def run_benchmark(args: argparse.Namespace, out=None) -> list[Row]:
     )
     rates = ", ".join(f"{label} {statistics.median(r) / 1e9:.1f} GB/s" for label, r in probe_rates.items() if r)
     print(f"memory bandwidth: {rates or '-'}; roofline = (3 + 2*state_tensors) * 4 B/param", file=out)
-    if po is None and not args.no_pytorch_optimizer:
-        print("pytorch_optimizer is not installed: no side-by-side rows (pip install pytorch_optimizer)", file=out)
+    missing = [name for name, lib in loaded.items() if lib is None]
+    if missing:
+        print(f"not installed (no side-by-side rows): {', '.join(missing)}", file=out)
     print(file=out)
     print(format_table(rows, args.markdown), file=out)
     errors = [f"- {r.algorithm}, {r.label}: {r.error}" for r in rows if r.error]
@@ -637,40 +552,20 @@ def run_benchmark(args: argparse.Namespace, out=None) -> list[Row]:
     return rows
 
 
-def _row(c: Candidate, fused: Candidate, loop: Candidate, bandwidth: Sequence[float], args) -> Row:
+def _row(c, fused, loop, bandwidth: Sequence[float], args, peer: Candidate | None = None) -> Row:
     row = Row(c.algorithm, c.label, compile_s=c.compile_s, error=c.error)
     if c.error:
         return row
     row.ms = 1e3 * statistics.median(c.samples)
     row.vs_fused = paired_ratio(c, fused)
     row.vs_loop = paired_ratio(c, loop)
+    if peer is not None:
+        row.vs_peer, row.peer = paired_ratio(c, peer), peer.label
     if c.bytes_per_step and not c.label.endswith("closure"):  # a closure's model work has no byte model
         row.vs_roof = roofline_ratio(c, bandwidth)
         row.bytes_per_param = c.bytes_per_step / _numel(args)
     row.spread = spread(c.samples)
     return row
-
-
-def summarise(rows: Sequence[Row]) -> list[str]:
-    """The project's speed goals for AdamW and the cost of the NaN/Inf check, where those rows were run."""
-    by = {(r.algorithm, r.label): r for r in rows if not r.error}
-    lines = []
-    eager, comp = by.get(("adamw", "optimlab eager")), by.get(("adamw", "optimlab compiled"))
-    if eager and eager.vs_loop is not None:
-        verdict = "met" if eager.vs_loop <= 1.2 else "MISSED"
-        lines.append(f"goal eager optimlab AdamW <= 1.2x torch for-loop AdamW: {eager.vs_loop:.2f}x ({verdict})")
-    if comp and comp.vs_fused is not None:
-        verdict = "met" if comp.vs_fused <= 1.3 else "MISSED"
-        lines.append(f"goal compiled optimlab AdamW <= 1.3x torch fused AdamW: {comp.vs_fused:.2f}x ({verdict})")
-    for r in rows:
-        if r.error or not r.label.endswith("nonfinite=propagate"):
-            continue
-        base = by.get((r.algorithm, r.label.replace(", nonfinite=propagate", "")))
-        if base and base.vs_loop and r.vs_loop:
-            cost = base.vs_loop / r.vs_loop - 1
-            mode = r.label.split(",")[0].removeprefix("optimlab ")
-            lines.append(f"NaN/Inf check (nonfinite='skip' vs 'propagate'), {r.algorithm} {mode}: {100 * cost:+.1f}%")
-    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

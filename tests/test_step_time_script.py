@@ -6,10 +6,11 @@ from __future__ import annotations
 import importlib.util
 import pathlib
 import sys
-import types
 
 import pytest
 import torch
+
+import optimlab
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "step_time.py"
 TINY = ["--params", "3000", "--tensors", "6", "--rounds", "2", "--steps", "1", "--warmup", "1", "--quiet"]
@@ -54,7 +55,7 @@ def test_model_has_the_requested_size(st):
 
 def test_eager_table_rows_and_columns(st, capsys):
     threads = torch.get_num_threads()
-    assert st.main([*TINY, "--only", "adamw,sgd", "--no-compile", "--no-pytorch-optimizer"]) == 0
+    assert st.main([*TINY, "--only", "adamw,sgd", "--no-compile", "--peers", "none"]) == 0
     assert torch.get_num_threads() == threads  # restored
     out = capsys.readouterr().out
     rows = _table(out, st.COLUMNS)
@@ -80,7 +81,7 @@ def test_eager_table_rows_and_columns(st, capsys):
 
 
 def test_markdown_table(st, capsys):
-    st.main([*TINY, "--only", "sgd", "--no-compile", "--no-pytorch-optimizer", "--markdown", "--rounds", "1"])
+    st.main([*TINY, "--only", "sgd", "--no-compile", "--peers", "none", "--markdown", "--rounds", "1"])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
     assert lines[0] == "| " + " | ".join(st.COLUMNS) + " |"
     assert set(lines[1]) <= set("|-")
@@ -94,26 +95,54 @@ def test_markdown_table(st, capsys):
 
 
 class FakeSGD(torch.optim.SGD):
-    """Stands in for a pytorch_optimizer class (its module is not torch's)."""
+    """Stands in for another library's class (its module is not torch's)."""
 
 
-def test_pytorch_optimizer_side_by_side_and_missing(st, capsys, monkeypatch):
-    fake = types.SimpleNamespace(
-        __version__="0.0-test",
-        get_supported_optimizers=lambda: ["SGD", "Broken", "AdamW"],
-        load_optimizer=lambda name: {"sgd": FakeSGD, "adamw": torch.optim.AdamW}[name.lower()],
-    )
-    monkeypatch.setattr(st, "load_pytorch_optimizer", lambda: fake)
-    st.main([*TINY, "--only", "sgd,adamw", "--no-compile", "--propagate", "none", "--rounds", "1"])
-    labels = _labels(_table(capsys.readouterr().out, st.COLUMNS))
-    assert ("sgd", "pytorch_optimizer 0.0-test (FakeSGD)") in labels
-    assert not any(lab.startswith("pytorch_optimizer") for alg, lab in labels if alg == "adamw")  # torch re-export
+class FakeAdamW(torch.optim.AdamW):
+    """Stands in for another library's AdamW (takes a ``storage_dtype`` like HeavyBall's)."""
 
-    monkeypatch.setattr(st, "load_pytorch_optimizer", lambda: None)
-    st.main([*TINY, "--only", "sgd", "--no-compile", "--rounds", "1"])
+    def __init__(self, params, lr=1e-3, storage_dtype="float32", **kw):
+        super().__init__(params, lr=lr, **kw)
+        self.storage_dtype = storage_dtype
+
+
+def _fake_libraries(st, monkeypatch):
+    fakes = {
+        "fakelib": st._peers.Library("fakelib", "0.0-test", {"sgd": FakeSGD}),
+        "heavyball": st._peers.Library("heavyball", "9.9", {"adamw": FakeAdamW}),
+    }
+    monkeypatch.setattr(st, "load_library", fakes.get)
+
+
+def test_peers_side_by_side_and_missing(st, capsys, monkeypatch):
+    _fake_libraries(st, monkeypatch)
+    st.main([*TINY, "--only", "sgd,adamw", "--no-compile", "--propagate", "none", "--peers", "fakelib,heavyball,nope"])
     out = capsys.readouterr().out
-    assert "pytorch_optimizer is not installed" in out
-    assert not any(lab.startswith("pytorch_optimizer") for _, lab in _labels(_table(out, st.COLUMNS)))
+    rows = _table(out, st.COLUMNS)
+    by = dict(zip(_labels(rows), rows))
+    assert ("sgd", "fakelib 0.0-test (FakeSGD)") in by
+    assert ("adamw", "heavyball 9.9 (FakeAdamW)") in by
+    assert not any(lab.startswith("fakelib") for alg, lab in by if alg == "adamw")
+    assert "not installed (no side-by-side rows): nope" in out
+    # the / peer column: optimlab rows only, against the fastest peer (torch's AdamW rows count for adamw)
+    assert float(by[("sgd", "optimlab eager")][-1]) > 0
+    assert float(by[("adamw", "optimlab eager")][-1]) > 0
+    assert by[("sgd", "fakelib 0.0-test (FakeSGD)")][-1].strip() == "-"
+    assert "sgd / fastest peer (fakelib 0.0-test (FakeSGD)): eager" in out
+    assert "adamw / fastest peer (" in out
+
+
+def test_peer_matching_and_aliases(st):
+    libraries = {
+        "fakelib": st._peers.Library("fakelib", "1", {"sgd": FakeSGD}),
+        "heavyball": st._peers.Library("heavyball", "2", {"adamw": FakeAdamW}),
+    }
+    assert [p.label for p in st._peers.find_peers(optimlab.spec("sgd"), libraries)] == ["fakelib 1 (FakeSGD)"]
+    (bf16,) = st._peers.find_peers(optimlab.spec("adamw_bf16"), libraries)
+    assert bf16.label == "heavyball 2 (FakeAdamW, storage_dtype=bfloat16)" and bf16.compiles
+    opt = st._peers.build_peer(bf16, optimlab.spec("adamw_bf16"), [torch.zeros(2, requires_grad=True)])
+    assert opt.storage_dtype == "bfloat16" and opt.defaults["betas"] == (0.9, 0.999)  # optimlab's defaults
+    assert st._peers.find_peers(optimlab.spec("lion"), libraries) == []
 
 
 def test_a_failing_candidate_becomes_an_error_row(st):
@@ -139,7 +168,7 @@ def test_cli_parsing(st):
 
 @pytest.mark.compile
 def test_compiled_rows(st, capsys):
-    st.main([*TINY, "--only", "adamw", "--no-pytorch-optimizer", "--propagate", "none", "--rounds", "1"])
+    st.main([*TINY, "--only", "adamw", "--peers", "none", "--propagate", "none", "--rounds", "1"])
     out = capsys.readouterr().out
     rows = {lab: r for (alg, lab), r in zip(_labels(_table(out, st.COLUMNS)), _table(out, st.COLUMNS))}
     assert set(rows) == {
