@@ -142,6 +142,8 @@ class Codebook(NamedTuple):
     values: Tensor  # 256 sorted fp32 values
     lut: Tensor  # 65536 int32 candidate codes
     bounds: Tensor  # 257 fp32: -inf, the 255 midpoints between consecutive values, +inf
+    low: Tensor  # 65536 int32: the code of the smallest value of each bucket (fp32 fast path)
+    edge: Tensor  # 65536 fp32: the boundary inside each bucket (+inf if none): code = low + (x > edge)
 
 
 def codebook(values: Tensor) -> Codebook:
@@ -156,7 +158,12 @@ def codebook(values: Tensor) -> Codebook:
     if bool((spread[finite] > 1).any()):
         raise AssertionError("a 16-bit bucket holds two quantization boundaries")
     inf = torch.tensor([math.inf])
-    return Codebook(values, torch.bucketize(middle, mids).to(torch.int32), torch.cat([-inf, mids, inf]))
+    lut = torch.bucketize(middle, mids).to(torch.int32)
+    smallest = torch.where(finite, torch.minimum(lo, hi), middle)
+    low = torch.where(finite, torch.bucketize(smallest, mids), lut.long())
+    has_edge = finite & (spread > 0)
+    edge = torch.where(has_edge, mids[low.clamp(max=mids.numel() - 1)], inf)
+    return Codebook(values, lut, torch.cat([-inf, mids, inf]), low.to(torch.int32), edge)
 
 
 CODEBOOKS = {
@@ -170,17 +177,29 @@ CODEBOOKS = {
 def nearest_codes(x: Tensor, book: Codebook, keep_nonzero: bool = False) -> Tensor:
     """The index of the nearest value of ``book`` for every entry of ``x`` (ties to the lower index), int32; with
     ``keep_nonzero`` (unsigned maps), a positive entry whose nearest value is 0 gets the smallest positive one."""
+    flat = x.reshape(-1)
+    if x.dtype == torch.float32:  # two lookups on the value's top 16 bits and one comparison
+        prefix = (flat.view(torch.int32) >> 16) & 0xFFFF
+        low, edge = book.low.to(x.device), book.edge.to(x.device)
+        # index_select with int32 indices: ~5x faster on CPU than advanced indexing (which wants int64 indices)
+        c = low.index_select(0, prefix)
+        c += flat > edge.index_select(0, prefix)
+        if keep_nonzero:
+            c.masked_fill_((flat > 0) & (c == 0), 1)
+        return c.view(x.shape)
     lut = book.lut.to(x.device)
     bounds = book.bounds.to(device=x.device)
     if x.dtype != bounds.dtype:  # midpoints in the compute dtype (fp64 math compares with fp64 midpoints)
         values = book.values.to(device=x.device, dtype=x.dtype)
         bounds = torch.cat([bounds[:1].to(x.dtype), (values[1:] + values[:-1]) / 2, bounds[-1:].to(x.dtype)])
-    prefix = (x.float().view(torch.int32) >> 16) & 0xFFFF
-    c = lut[prefix]
-    c = c + (x > bounds[c + 1]).to(torch.int32) - (x <= bounds[c]).to(torch.int32)
+    prefix = (flat.float().view(torch.int32) >> 16) & 0xFFFF
+    c = lut.index_select(0, prefix)
+    up, down = flat > bounds.index_select(0, c + 1), flat <= bounds.index_select(0, c)
+    c += up
+    c.sub_(down.view(torch.uint8))  # bool holds 0/1 bytes; torch refuses to subtract a bool tensor
     if keep_nonzero:
-        c = torch.where((x > 0) & (c == 0), torch.ones_like(c), c)
-    return c
+        c.masked_fill_((flat > 0) & (c == 0), 1)
+    return c.view(x.shape)
 
 
 def quantize_(codes: Tensor, absmax: Tensor, x: Tensor, book: Codebook, keep_nonzero: bool = False) -> None:
@@ -197,8 +216,9 @@ def quantize_(codes: Tensor, absmax: Tensor, x: Tensor, book: Codebook, keep_non
 
 def dequantize(codes: Tensor, absmax: Tensor, book: Codebook, like: Tensor) -> Tensor:
     """The values of quantized state as a tensor shaped and typed like ``like``."""
-    values = book.values.to(device=codes.device, dtype=like.dtype)[codes.long()] * absmax.to(like.dtype)[:, None]
-    return values.reshape(-1)[: like.numel()].reshape(like.shape)
+    table = book.values.to(device=codes.device, dtype=like.dtype)
+    values = table.index_select(0, codes.view(-1).int()).view(codes.shape).mul_(absmax.to(like.dtype)[:, None])
+    return values.view(-1)[: like.numel()].view(like.shape)
 
 
 # ----------------------------------------------------------------------------- update functions
