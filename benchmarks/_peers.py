@@ -110,7 +110,7 @@ def find_peers(spec, libraries: dict[str, Library]) -> list[Peer]:
     for lib_name, cls_name, options in ALIASES.get(spec.name, ()):
         lib = libraries.get(lib_name)
         cls = lib.classes.get(normalise(cls_name)) if lib else None
-        if cls is not None:
+        if cls is not None and (options or (lib_name, cls) not in seen):
             peers.append(Peer(lib.label(cls, options), cls, options, lib.name in COMPILING))
     return peers
 
