@@ -40,10 +40,7 @@ ENGAGE = {
 #: learning rates of the rules whose paper defaults are far from 1e-2 (Scion's lr·scale is its step length)
 LR = {name: None for name in ("scion", "muon", "dog", "ldog", "dowg", "prodigy", "dadapt_adam")}
 #: known differences from the single-process run (the test asserts they are still there)
-KNOWN = {
-    "soap": "eigenbasis of a rank-deficient preconditioner is not unique: rounding differences in the all-reduced "
-    "gradient rotate it (issue 13, open)",
-}
+KNOWN: dict[str, str] = {}
 NAMES = [n for n in optimlab.available() if not capabilities(optimlab.spec(n)).closure]
 
 
