@@ -3,7 +3,6 @@ non-finite skip folded in, and the inductor backend that computes costly 0-d sca
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -116,6 +115,6 @@ def as_tensor(value: Any) -> Any:
     """Numbers become 0-d float64 tensors for the compiled path (no recompile when they change)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return value
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, float) and value - value != 0:  # ±inf, nan (math.isfinite breaks a traced graph)
         return value
     return torch.tensor(float(value), dtype=torch.float64)
