@@ -9,6 +9,10 @@ The two processes are spawned once for the module; each case's numbers come back
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -208,3 +212,17 @@ def test_dcp_reshard_two_ranks_to_one_and_back(results, name):
     assert got["state"] == 0.0  # the 1-process load is the 2-rank state, bit for bit
     assert got["one_rank"] <= D.tolerance(name)  # continuing on 1 process: the all-reduce's rounding only
     assert got["back"] == 0.0  # 2 -> 1 -> 2 ranks continues exactly as the uninterrupted run
+
+
+def test_the_fsdp2_muon_example_resumes_identically():
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(
+        [sys.executable, str(root / "examples" / "fsdp2_muon.py"), "--steps", "4"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "resumed run identical to the uninterrupted one: True" in proc.stdout
