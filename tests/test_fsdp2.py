@@ -150,15 +150,24 @@ def _dcp_reshard(name: str, rank: int, directory: str) -> dict | None:
     _train(model, opt, 3, rank, start=3)
     straight = D.full(model)
     out = None
-    if rank == 0:
+
+    def on_one_process() -> dict:
         single, single_opt = build(False)
         load(single, single_opt, two, no_dist=True)
         msd, osd = get_state_dict(single, single_opt)
         dcp.save({"model": msd, "optim": osd}, checkpoint_id=one, no_dist=True)
-        out = {"state": D.max_delta(_full_state(single_opt), saved)}
+        got = {"state": D.max_delta(_full_state(single_opt), saved)}
         _train(single, single_opt, 3, start=3)
-        out["one_rank"] = D.max_delta(D.full(single), straight)
-    dist.barrier()
+        return {**got, "one_rank": D.max_delta(D.full(single), straight)}
+
+    if rank == 0:
+        out = D.guarded(on_one_process)
+    ok = torch.tensor(0.0 if isinstance(out, str) else 1.0)
+    dist.broadcast(ok, 0)  # both ranks go on to the next collective only if rank 0's part worked
+    if not ok:
+        if rank == 0:
+            raise RuntimeError(out)
+        return None
     back, back_opt = build(True)
     load(back, back_opt, one)
     _train(back, back_opt, 3, rank, start=3)
