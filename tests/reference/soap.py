@@ -2,8 +2,9 @@
 initializes the statistics and eigenbases, eps outside √V, decay after the step, eigenbasis refresh by one
 power iteration + QR with columns sorted by estimated eigenvalue (and V permuted the same way).
 
-The Shampoo statistics are symmetrized, (GGᵀ + (GGᵀ)ᵀ)/2, as the optimizer documents; the initial eigenbasis of
-a rank-deficient statistic is not unique, and computing it from the same matrix keeps the comparison exact.
+The Shampoo statistics are symmetrized, (GGᵀ + (GGᵀ)ᵀ)/2, as the optimizer documents. The eigenbasis of a
+rank-deficient statistic is not unique; as the optimizer documents, the directions with eigenvalue (estimate) at
+or below 100·eps·λ_max are replaced by the eigenvectors of the projector onto them times diag(1..n) times it.
 """
 
 import math
@@ -16,12 +17,30 @@ def _sym_outer(X):
     return (S + S.T) * 0.5
 
 
+def _canonical(Q, est):
+    """Replace the columns of Q whose (descending) estimate is at rounding level by the canonical null basis."""
+    n = Q.shape[0]
+    keep = [j for j in range(n) if est[j] > 100 * torch.finfo(Q.dtype).eps * max(float(est[0]), 0.0)]
+    if len(keep) == n:
+        return Q
+    null = Q[:, len(keep) :]
+    P = null @ null.T  # the projector onto the null space
+    w, V = torch.linalg.eigh(P @ torch.diag(torch.arange(1.0, n + 1, dtype=Q.dtype)) @ P)
+    return torch.cat([Q[:, : len(keep)], V[:, len(keep) :].flip(1)], dim=1)
+
+
+def _eigenbasis(S):
+    w, V = torch.linalg.eigh(S)
+    return _canonical(V.flip(1), w.flip(0))
+
+
 def _refresh(S, Q):
     SQ = S @ Q
     est = torch.diagonal(Q.T @ SQ)
     order = torch.argsort(est, descending=True)
     q, r = torch.linalg.qr(SQ[:, order])
-    return q * torch.where(torch.diagonal(r) < 0, -1.0, 1.0).to(q.dtype), order
+    q = q * torch.where(torch.diagonal(r) < 0, -1.0, 1.0).to(q.dtype)
+    return _canonical(q, est[order]), order
 
 
 def soap(
@@ -54,8 +73,8 @@ def soap(
     if t == 1:
         L = (1 - bs) * _sym_outer(G) if left else empty
         R = (1 - bs) * _sym_outer(G.T) if right else empty
-        QL = torch.flip(torch.linalg.eigh(L)[1], [1]) if left else empty
-        QR = torch.flip(torch.linalg.eigh(R)[1], [1]) if right else empty
+        QL = _eigenbasis(L) if left else empty
+        QR = _eigenbasis(R) if right else empty
         zeros = torch.zeros_like(param)
         return param, {"step": 1, "exp_avg": zeros, "exp_avg_sq": zeros, "L": L, "R": R, "QL": QL, "QR": QR}
     QL, QR = state["QL"], state["QR"]

@@ -3,7 +3,6 @@ non-finite skip folded in, and the inductor backend that computes costly 0-d sca
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -29,11 +28,14 @@ def large_norm(dtype: torch.dtype) -> float:
 NONFINITE_GRADIENT, UPDATED, LARGE_GRADIENT = 0, 1, 2
 
 
-def apply_group_skipping(update: Callable, params, grads, states, steps, hyper: dict[str, Any]) -> Tensor:
+def apply_group_skipping(
+    update: Callable, params, grads, states, steps, hyper: dict[str, Any], guard_large: bool = True
+) -> Tensor:
     """The group loop under the ``"skip"``/``"raise"`` policies, for ``torch.compile``: returns one code per tensor:
     ``UPDATED``, ``NONFINITE_GRADIENT`` (a NaN/Inf entry) or ``LARGE_GRADIENT`` (finite, ℓ2 norm ≥
     :func:`large_norm`: its update may overflow). The tensors (parameter, state, step counter) of a tensor not
     updated keep their old values; the caller re-runs a large one eagerly, on a snapshot whose result it checks.
+    ``guard_large=False`` (the user's own compile, where no eager re-run can follow) updates large ones in the graph.
 
     Written as update-then-select so that inductor fuses the test's reductions, the update and the selection
     into one kernel per tensor (the ``clone``s are not materialised: the kernel reduces over the gradient, then
@@ -46,7 +48,7 @@ def apply_group_skipping(update: Callable, params, grads, states, steps, hyper: 
     codes = []
     for p, g, state, step in zip(params, grads, states, steps):
         finite = (g - g).sum() == 0
-        small = (g * g).sum() < large_norm(g.dtype) ** 2
+        small = (g * g).sum() < large_norm(g.dtype) ** 2 if guard_large else torch.ones((), dtype=torch.bool)
         ok = finite & small
         tensors = (p, *state, step)
         before = [t.clone() for t in tensors]
@@ -131,6 +133,6 @@ def as_tensor(value: Any) -> Any:
     """Numbers become 0-d float64 tensors for the compiled path (no recompile when they change)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return value
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, float) and value - value != 0:  # ±inf, nan (math.isfinite breaks a traced graph)
         return value
     return torch.tensor(float(value), dtype=torch.float64)

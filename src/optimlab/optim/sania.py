@@ -14,6 +14,7 @@ import torch
 
 from .. import registry as R
 from . import _kernels as K
+from ._base import full_value
 from ._rules import BETA, OneOf, Range
 from ._second_order import PROBE_RULES, SecondOrderOptimizer
 
@@ -138,7 +139,7 @@ class SANIA(SecondOrderOptimizer):
                 g["preconditioner"], [e.state[k] for k in self.state_keys(g)], e.t, g["beta"], g["eps"]
             )
             sq = e.grad * e.grad if b_hat is None else e.grad * e.grad / b_hat
-            parts.append(sq.sum().to(device=device, dtype=torch.float64))
+            parts.append(full_value(sq.sum()).to(device=device, dtype=torch.float64))  # FSDP2: over all shards
         value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
         value = -value if groups[0]["maximize"] else value
         norm_sq = float(torch.stack(parts).sum())

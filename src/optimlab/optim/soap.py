@@ -23,8 +23,19 @@ identity). With s = t − 1 Adam steps::
 
 M is kept in the original space (Algorithm 3); the authors' code keeps it rotated and re-rotates it when Q
 changes, which is the same in exact arithmetic. QR factors are sign-normalized (diag R ≥ 0); column signs of
-Q cancel in N, so this only makes the state deterministic. Statistics are exactly symmetric (symmetrized outer
-products), positive semi-definite, and Q stays orthonormal (tests/test_soap.py). Under ``compile=True`` the
+Q cancel in N, so this only makes the state deterministic.
+
+Null space: a statistic built from few gradients is rank-deficient (L of a 32×16 weight after one batch of 8 has
+rank ≤ 8), and any orthonormal basis of its null space is an eigenbasis. Adam's diagonal V is not invariant to
+that choice, and the next gradients do have components there, so the update depended on whichever basis
+rounding made ``eigh``/QR return: a 2-process DDP/FSDP run (the all-reduced gradient differs from one process's
+by ~1e-8) moved the weights by ~2.5e-2 at lr 1e-2 from step 2 on (issue 13). Directions with eigenvalue (or
+estimate diag(QᵀLQ)) at or below ``NULL_TOL``·eps·λ_max get a canonical basis of that space instead
+(:func:`complete`), a continuous function of the statistic, so the run no longer depends on rounding. This is a
+choice the paper leaves open (in exact arithmetic every basis is an eigenbasis); the authors' code keeps eigh's.
+
+Statistics are exactly symmetric (symmetrized outer products), positive semi-definite, and Q stays orthonormal
+(tests/test_soap.py). Under ``compile=True`` the
 update runs eagerly (``torch._dynamo.disable``): it branches on the step for the first step and the refreshes.
 """
 
@@ -56,19 +67,48 @@ def sides(shape: tuple[int, ...], max_precond_dim: float, precondition_1d: bool)
     return rows <= max_precond_dim, cols <= max_precond_dim
 
 
+#: eigenvalues of a statistic at or below ``NULL_TOL · eps(dtype) · λ_max`` are rounding noise (measured ~1·eps)
+NULL_TOL = 100
+
+
+def numerical_rank(values: Tensor) -> int:
+    """How many of the (descending) eigenvalue estimates are above the rounding level of the largest."""
+    top = values[0].clamp_min(0) if values.numel() else values.new_zeros(())
+    return int((values > NULL_TOL * torch.finfo(values.dtype).eps * top).sum())
+
+
+def complete(Q: Tensor, rank: int) -> Tensor:
+    """Q's first ``rank`` columns, then the canonical orthonormal basis of their complement: the eigenvectors of
+    P·diag(1, …, n)·P, P = I − Q_r Q_rᵀ, with nonzero eigenvalue (they lie in [1, n]; the kept span's are 0),
+    descending. It depends on the complement only (not on how rounding rotated it) and continuously so."""
+    n = Q.shape[0]
+    if rank >= n:
+        return Q
+    U = Q[:, :rank]
+    P = torch.eye(n, dtype=Q.dtype, device=Q.device) - U @ U.T
+    C = (P * torch.arange(1, n + 1, dtype=Q.dtype, device=Q.device)) @ P
+    fill = torch.linalg.eigh((C + C.T) * 0.5)[1][:, rank:]
+    return torch.cat([U, torch.flip(fill, [1])], dim=1)
+
+
 def eigenbasis(S: Tensor) -> Tensor:
-    """Eigenvectors of the symmetric S, columns in descending order of eigenvalue."""
-    return torch.flip(torch.linalg.eigh(S)[1], [1])
+    """Eigenvectors of the symmetric S, columns in descending order of eigenvalue; the null space (eigenvalues
+    at rounding level) gets the canonical basis of :func:`complete`."""
+    values, vectors = torch.linalg.eigh(S)
+    values, vectors = torch.flip(values, [0]), torch.flip(vectors, [1])
+    return complete(vectors, numerical_rank(values))
 
 
 def power_qr(S: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
     """One power-iteration step for the eigenbasis of S from Q: columns sorted by diag(Qᵀ S Q) (descending),
-    then QR of S Q (sign-normalized so diag R ≥ 0). Returns the new basis and the sort order."""
+    then QR of S Q (sign-normalized so diag R ≥ 0); columns whose estimate is at rounding level (S q ≈ 0, so QR
+    would return noise) get the canonical basis of :func:`complete`. Returns the new basis and the sort order."""
     SQ = S @ Q
-    order = torch.argsort((Q * SQ).sum(dim=0), descending=True)
+    estimates = (Q * SQ).sum(dim=0)
+    order = torch.argsort(estimates, descending=True)
     q, r = torch.linalg.qr(SQ[:, order])
     signs = torch.where(torch.diagonal(r) < 0, -1.0, 1.0).to(q.dtype)
-    return q * signs, order
+    return complete(q * signs, numerical_rank(estimates[order])), order
 
 
 def _rotate(X: Tensor, QL: Tensor, QR: Tensor) -> Tensor:
@@ -273,6 +313,12 @@ R.register(
                 paper="—",
                 elsewhere="the authors' soap.py: one rotation per dimension by default",
                 fixed="one rotation per side of the (shape[0], prod(rest)) matrix",
+            ),
+            R.Convention(
+                point="null space of a rank-deficient statistic (few gradients so far)",
+                paper="— (every orthonormal basis of it is an eigenbasis)",
+                elsewhere="the authors' soap.py: the basis eigh / QR return, which rounding rotates",
+                fixed="a canonical basis (eigenvectors of P·diag(1..n)·P on it), so data-parallel runs match",
             ),
         ),
     )

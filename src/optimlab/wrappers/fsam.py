@@ -82,6 +82,11 @@ class FSAM(SAM):
     # ----------------------------------------------------------------- masks
     @torch.no_grad()
     def _install_masks(self, group: dict[str, Any], params: list[Tensor], scores: list[Tensor]) -> None:
+        if any(callable(getattr(p, "full_tensor", None)) for p in params):
+            raise NotImplementedError(
+                "FSAM does not support sharded (DTensor, FSDP2) parameters: its Fisher mask is one top-k over every "
+                "coordinate of the group, which needs all gradients on one rank; use SAM, or DDP"
+            )
         flat = torch.cat([s.detach().reshape(-1).float() for s in scores])
         keep = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
         k = keep_count(flat.numel(), group["sparsity"])
