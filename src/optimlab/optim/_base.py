@@ -538,7 +538,8 @@ class Optimizer(torch.optim.Optimizer):
                 # dynamo caches compiled graphs per code object, with a small limit; one code object per
                 # optimizer class keeps several algorithms in one process from evicting each other
                 setattr(cls, attr, loop.__code__.replace())
-            fn = types.FunctionType(getattr(cls, attr), loop.__globals__, f"{loop.__name__}_{cls.__name__}")
+            name = f"{loop.__name__}_{cls.__name__}"
+            fn = types.FunctionType(getattr(cls, attr), loop.__globals__, name, loop.__defaults__)
             self._compiled_apply[skipping] = torch.compile(fn, dynamic=False, backend=inductor_hoisting_scalars)
         return self._compiled_apply[skipping]
 
