@@ -11,7 +11,7 @@ import torch
 import optimlab
 
 STEPS = 20
-CHEAP = ("adamw", "lion")
+CHEAP = ("adamw", "lion", "schedule_free")  # schedule_free: a wrapper whose own arithmetic is traced too
 
 
 def _model() -> torch.nn.Module:

@@ -89,6 +89,9 @@ class ScheduleFreeWrapper(WrapperOptimizer):
         self._switch(False)
 
     # ----------------------------------------------------------------- the step
+    # Runs eagerly under the user's torch.compile (one graph break): traced, torch 2.13 loses the base step's write
+    # to the parameter between the wrapper's two in-place swaps (z ends lr away from eager), silently.
+    @torch._dynamo.disable
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         if not all(g.get("train_mode", True) for g in self.param_groups):
