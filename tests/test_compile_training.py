@@ -5,6 +5,8 @@ seconds); ``scripts/distributed_parity.py`` runs every elementwise rule for the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
@@ -24,11 +26,8 @@ def _batch(t: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(8, 16, generator=g), torch.randn(8, 8, generator=g)
 
 
-def run(make_opt, mode: str, steps: int = STEPS) -> list[torch.Tensor]:
-    """Train ``steps`` steps eagerly (``mode="eager"``), with ``torch.compile(opt.step)`` ("step") or with the
-    whole training step compiled ("train_step"); return the parameters."""
-    model = _model()
-    opt = make_opt(model.parameters())
+def _training_step(model: torch.nn.Module, opt) -> Callable:
+    """The user's whole training step: forward, backward, ``opt.step()``."""
 
     def train_step(x, y):
         opt.zero_grad()
@@ -37,6 +36,15 @@ def run(make_opt, mode: str, steps: int = STEPS) -> list[torch.Tensor]:
         opt.step()
         return loss
 
+    return train_step
+
+
+def run(make_opt, mode: str, steps: int = STEPS) -> list[torch.Tensor]:
+    """Train ``steps`` steps eagerly (``mode="eager"``), with ``torch.compile(opt.step)`` ("step") or with the
+    whole training step compiled ("train_step"); return the parameters."""
+    model = _model()
+    opt = make_opt(model.parameters())
+    train_step = _training_step(model, opt)
     step_fn = train_step
     if mode == "step":
         compiled_step = torch.compile(opt.step)
@@ -57,14 +65,7 @@ def graph_breaks(make_opt) -> int:
     """Graph breaks of ``torch.compile`` around a whole training step (``torch._dynamo.explain``), state created."""
     model = _model()
     opt = make_opt(model.parameters())
-
-    def train_step(x, y):
-        opt.zero_grad()
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
+    train_step = _training_step(model, opt)
     train_step(*_batch(0))
     torch._dynamo.reset()
     return torch._dynamo.explain(train_step)(*_batch(1)).graph_break_count
