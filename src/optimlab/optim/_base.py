@@ -70,28 +70,12 @@ from ._compiled import (
 )
 from ._nonfinite import LARGE, NONFINITE, run_guarded, screen_levels
 from ._rules import OneOf, Rule
-from ._slot import LAYOUT, Slot
+from ._slot import LAYOUT, Slot, check_compilable_state
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 NONFINITE_POLICIES = ("skip", "raise", "propagate")
 #: parameter dtypes the update does not see directly (fp32 copies of low precision, real views of complex)
 _VIEWED_DTYPES = frozenset((*LOW_PRECISION, torch.complex32, torch.complex64, torch.complex128))
-
-
-def check_compilable_state(owner: str, state: dict[str, Any], update: Callable[..., Any]) -> None:
-    """The state rule: no state tensor an update receives is 0-d float64. torch.compile (2.13) treats such an input
-    as a Python float and silently drops in-place writes to it (inductor and aot_eager; 0-d float32/int64 and
-    shape-(1,) float64 are kept), so one-element float64 state has shape (1,). An update that runs outside the
-    graph (``torch._dynamo.disable``, PSGD-Kron's) is exempt. ``TypeError`` naming the state otherwise, checked
-    when the state is created, eager or compiled alike."""
-    if getattr(update, "_torchdynamo_disable", False):
-        return
-    for name, value in state.items():
-        if isinstance(value, Tensor) and value.dim() == 0 and value.dtype == torch.float64:
-            raise TypeError(
-                f"{owner}: state {name!r} is a 0-d float64 tensor, whose in-place writes torch.compile drops; "
-                "give it shape (1,)"
-            )
 
 
 def _advance(steps: list[Tensor]) -> list[float]:
@@ -349,7 +333,7 @@ class Optimizer(torch.optim.Optimizer):
                     state["step"] = torch.zeros((), dtype=torch.float32)
                     for name, tensor in zip(keys or self.state_keys(view), self.init_state(work, view)):
                         state[name] = tensor
-                    check_compilable_state(type(self).__name__, state, self.update_function(view))
+                    check_compilable_state(type(self).__name__, state, self.update_function(view), work)
                 slots.append(Slot(group, p, work, grad, state, layout, copied))
         return slots
 

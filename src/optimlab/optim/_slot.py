@@ -1,10 +1,12 @@
-"""A parameter as one step of the pipeline sees it (:class:`Slot`), and the group-view key of its state layout."""
+"""A parameter as one step of the pipeline sees it (:class:`Slot`), the group-view key of its state layout, and
+the rule its state tensors follow (:func:`check_compilable_state`)."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
+import torch
 from torch import Tensor
 
 #: key of the layout in the group view handed to ``state_keys``/``init_state``/``hyper`` (see ``Optimizer.layout``)
@@ -55,3 +57,22 @@ class Slot:
     def t(self) -> int:
         """The step this parameter is about to take (1-based)."""
         return int(self.state["step"].item()) + 1
+
+
+def check_compilable_state(
+    owner: str, state: dict[str, Any], update: Callable[..., Any], param: Tensor | None = None
+) -> None:
+    """The state rule: no state tensor an update receives is 0-d float64. torch.compile (2.13) treats such an input
+    as a Python float and silently drops in-place writes to it (inductor and aot_eager; 0-d float32/int64 and
+    shape-(1,) float64 are kept), so one-element float64 state has shape (1,). An update that runs outside the
+    graph (``torch._dynamo.disable``, PSGD-Kron's) is exempt, and so is the state of a 0-d ``param`` (a scalar
+    parameter's state has its shape: the user chose it). ``TypeError`` naming the state otherwise, checked when the
+    state is created, eager or compiled alike."""
+    if getattr(update, "_torchdynamo_disable", False) or (param is not None and param.dim() == 0):
+        return
+    for name, value in state.items():
+        if isinstance(value, Tensor) and value.dim() == 0 and value.dtype == torch.float64:
+            raise TypeError(
+                f"{owner}: state {name!r} is a 0-d float64 tensor, whose in-place writes torch.compile drops; "
+                "give it shape (1,)"
+            )
