@@ -89,9 +89,9 @@ class ScheduleFreeWrapper(WrapperOptimizer):
         self._switch(False)
 
     # ----------------------------------------------------------------- the step
-    # Runs eagerly under the user's torch.compile (one graph break): traced, the base step's write to the parameter
-    # between the wrapper's two in-place swaps was lost (z ended lr away from eager), silently. Cause not isolated:
-    # the swap pattern alone, in plain torch, compiles correctly.
+    # Runs eagerly under the user's torch.compile (one graph break): traced, torch 2.13 loses writes to a parameter
+    # made by copy_ and by an optimizer step in the same graph (reproduced with torch.optim.SGD alone: z ended
+    # where it started, eager moved it), so z ended lr away from eager, silently.
     @torch._dynamo.disable
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
