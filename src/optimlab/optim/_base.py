@@ -63,6 +63,7 @@ from . import _compat, _kernels
 from ._compiled import (
     LARGE_GRADIENT,
     NONFINITE_GRADIENT,
+    UPDATED,
     apply_group,
     apply_group_skipping,
     as_tensor,
@@ -405,10 +406,13 @@ class Optimizer(torch.optim.Optimizer):
             else:
                 loop = self._compiled(checked_in_graph)
             codes = loop(update, [s.work for s in bucket], [s.grad for s in bucket], states, steps, as_tensors)
-            if traced and self.nonfinite == "skip":  # no host read inside the user's graph
+            if not checked_in_graph:
+                codes = [UPDATED] * len(bucket)
+            elif traced and self.nonfinite == "skip":  # no host read inside the user's graph
                 self._count_later(group, (codes == NONFINITE_GRADIENT).sum())
-                codes = [1] * len(bucket)  # the skipped ones kept their old values: writing them back is a no-op
-            codes = (codes if isinstance(codes, list) else codes.tolist()) if checked_in_graph else [1] * len(bucket)
+                codes = [UPDATED] * len(bucket)  # the skipped ones kept their old values: writing back is a no-op
+            else:
+                codes = codes.tolist()
             failed = codes.count(NONFINITE_GRADIENT)
             if failed and self.nonfinite == "raise":
                 raise FloatingPointError(f"{type(self).__name__}: non-finite gradient in {failed} parameter(s)")

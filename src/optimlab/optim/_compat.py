@@ -35,9 +35,8 @@ def implementation_flags(
     """Check torch.optim's implementation flags and return the ``compile`` setting they imply."""
     from ._rules import OneOf
 
-    for name, value in (("foreach", foreach), ("fused", fused)):
-        OneOf((None, True, False)).check(name, value)
-    for name, value in (("capturable", capturable), ("differentiable", differentiable)):
+    flags = {"foreach": foreach, "fused": fused, "capturable": capturable, "differentiable": differentiable}
+    for name, value in flags.items():
         OneOf((None, True, False)).check(name, value)
     if differentiable:
         raise NotImplementedError(
