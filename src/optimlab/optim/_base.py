@@ -20,7 +20,8 @@ every optimlab optimizer goes through one pipeline, :meth:`Optimizer.step`:
 5. **update**: one call of the update function per parameter, bucketed by (param group, :meth:`Optimizer.layout`)
    so that parameters with different state layouts (a projected matrix and a bias; Muon's matrices and its
    fallback's vectors) each get their own function (:meth:`Optimizer.update_function`) and keyword arguments
-   (:meth:`Optimizer.hyper`, derived from the update function's keyword-only parameters by default).
+   (:meth:`Optimizer.hyper`, derived from the update function's keyword-only parameters by default); an update
+   with a ``batched`` form (``_compiled.py``) takes a bucket of same-shape tensors in one call (Muon's matrices).
 
 Around that, the same way for every algorithm:
 
@@ -54,6 +55,7 @@ import inspect
 import types
 from collections.abc import Callable, Hashable, Iterable
 from functools import partial
+from itertools import groupby
 from typing import Any, ClassVar
 
 import torch
@@ -68,6 +70,7 @@ from ._compiled import (
     apply_group_skipping,
     as_tensor,
     inductor_hoisting_scalars,
+    update_bucket,
 )
 from ._nonfinite import LARGE, NONFINITE, run_guarded, screen_levels
 from ._rules import OneOf, Rule
@@ -92,11 +95,13 @@ _KEYWORDS: dict[Callable, tuple[str, ...]] = {}
 
 
 def _update_keywords(update: Callable) -> tuple[str, ...]:
-    """The keyword-only parameters of an update function, ``step`` excluded (cached per function)."""
+    """The keyword-only parameters of an update function (of its bucket form if it has one), ``step``/``steps``
+    excluded (cached per function)."""
     names = _KEYWORDS.get(update)
     if names is None:
-        params = inspect.signature(update).parameters.values()
-        names = tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "step")
+        params = inspect.signature(getattr(update, "bucket", update)).parameters.values()
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        names = tuple(p.name for p in params if p.kind is keyword and p.name not in ("step", "steps"))
         _KEYWORDS[update] = names
     return names
 
@@ -430,10 +435,13 @@ class Optimizer(torch.optim.Optimizer):
                 for _, s, *_ in later:  # "raise": nothing moves, counters included
                     s.state["step"].sub_(1)
                 raise
-        for update, s, state, step, hyper in later:
-            update(s.work, s.grad, *state, step=step, **hyper)
-            if s.copied:
-                self._write_back(s.p, s.work, s.state["step"])
+        for (update, _), run in groupby(later, key=lambda task: (task[0], id(task[4]))):  # one run per bucket
+            run = list(run)
+            works, grads = [task[1].work for task in run], [task[1].grad for task in run]
+            update_bucket(update, works, grads, [task[2] for task in run], [task[3] for task in run], run[0][4])
+            for _, s, *_ in run:
+                if s.copied:
+                    self._write_back(s.p, s.work, s.state["step"])
 
     def _count_later(self, group: dict[str, Any], skipped: Tensor) -> None:
         """Under the user's ``torch.compile`` the skip count stays a tensor (reading it would break the graph, one

@@ -11,11 +11,35 @@ import torch
 from torch import Tensor
 
 
+def batched(bucket_update: Callable) -> Callable[[Callable], Callable]:
+    """Decorator of a per-tensor update that also has a bucket form, ``bucket_update(params, grads, states,
+    steps=steps, **hyper)`` with lists of one shape, dtype and device: the pipeline calls that form once per
+    bucket of two or more such tensors (the class's layouts group same-shape matrices), so their matrix products
+    batch (Muon's Newton–Schulz)."""
+
+    def mark(update: Callable) -> Callable:
+        update.bucket = bucket_update
+        return update
+
+    return mark
+
+
+def update_bucket(update: Callable, params, grads, states, steps, hyper: dict[str, Any]) -> None:
+    """The updates of one bucket (step counters already advanced): one call of the update's :func:`batched` form,
+    or one call per tensor. The same function runs eagerly, inline under a ``torch.compile`` or compiled."""
+    bucket = getattr(update, "bucket", None)
+    if bucket is not None and len(params) > 1 and len({(p.shape, p.dtype, p.device) for p in params}) == 1:
+        bucket(params, grads, states, steps=steps, **hyper)
+        return
+    for p, g, state, step in zip(params, grads, states, steps):
+        update(p, g, *state, step=step, **hyper)
+
+
 def apply_group(update: Callable, params, grads, states, steps, hyper: dict[str, Any]) -> None:
     """The group loop; the same function runs eagerly or under ``torch.compile``."""
-    for p, g, state, step in zip(params, grads, states, steps):
+    for step in steps:
         step += 1
-        update(p, g, *state, step=step, **hyper)
+    update_bucket(update, params, grads, states, steps, hyper)
 
 
 def large_norm(dtype: torch.dtype) -> float:
@@ -45,18 +69,18 @@ def apply_group_skipping(
     (tests/test_base_step.py checks that the compiler does not fold it away); ``sum(g * g)`` (the squared norm,
     inf when it overflows) reads the same values in the same loop.
     """
-    codes = []
+    codes, oks, saved = [], [], []
     for p, g, state, step in zip(params, grads, states, steps):
         finite = (g - g).sum() == 0
         small = (g * g).sum() < large_norm(g.dtype) ** 2 if guard_large else torch.ones((), dtype=torch.bool)
-        ok = finite & small
+        oks.append(finite & small)
         tensors = (p, *state, step)
-        before = [t.clone() for t in tensors]
-        step += 1
-        update(p, g, *state, step=step, **hyper)
-        for t, old in zip(tensors, before):
-            t.copy_(torch.where(ok, t, old))
+        saved.append([(t, t.clone()) for t in tensors])
         codes.append(torch.where(finite, torch.where(small, UPDATED, LARGE_GRADIENT), NONFINITE_GRADIENT))
+    apply_group(update, params, grads, states, steps, hyper)
+    for ok, pairs in zip(oks, saved):
+        for t, old in pairs:
+            t.copy_(torch.where(ok, t, old))
     return torch.stack(codes)
 
 
