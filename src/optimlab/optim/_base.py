@@ -35,8 +35,9 @@ Around that, the same way for every algorithm:
 * dtypes: math in fp32 for bf16/fp16 parameters (state in fp32), optional stochastic rounding on write-back;
   complex parameters are updated through ``torch.view_as_real`` (elementwise rules only);
 * execution: an eager per-tensor loop (measured faster than ``torch._foreach_*`` on CPU), or ``compile=True``,
-  which compiles the bucket loop with hyperparameters passed as 0-d tensors so a changing learning rate does
-  not recompile. Integer hyperparameters (rules with ``integer=True``: iteration counts, periods, ranks) stay
+  which compiles the bucket loop (called per chunk of same-shape tensors: one graph per shape and chunk length,
+  dynamic sizes after a rank's second shape) with hyperparameters passed as 0-d tensors so a changing learning
+  rate does not recompile. Integer hyperparameters (rules with ``integer=True``: iteration counts, periods, ranks) stay
   Python ints: they shape the computation, and changing one recompiles. Under ``compile=True`` the ``"skip"``
   policy is folded into the compiled step (unless the class has a ``prepare`` hook, which needs the policy's
   decision first): each gradient's test (NaN/Inf, and a norm large enough to overflow) and its guarded update
@@ -52,7 +53,6 @@ Around that, the same way for every algorithm:
 from __future__ import annotations
 
 import inspect
-import types
 from collections.abc import Callable, Hashable, Iterable
 from functools import partial
 from itertools import groupby
@@ -69,7 +69,7 @@ from ._compiled import (
     apply_group,
     apply_group_skipping,
     as_tensor,
-    inductor_hoisting_scalars,
+    compiled_loop,
     update_bucket,
 )
 from ._nonfinite import LARGE, NONFINITE, run_guarded, screen_levels
@@ -527,16 +527,7 @@ class Optimizer(torch.optim.Optimizer):
         if self._compiled_apply is None:
             self._compiled_apply = {}
         if skipping not in self._compiled_apply:
-            cls = type(self)
-            loop = apply_group_skipping if skipping else apply_group
-            attr = f"_{loop.__name__}_code"
-            if attr not in cls.__dict__:
-                # dynamo caches compiled graphs per code object, with a small limit; one code object per
-                # optimizer class keeps several algorithms in one process from evicting each other
-                setattr(cls, attr, loop.__code__.replace())
-            name = f"{loop.__name__}_{cls.__name__}"
-            fn = types.FunctionType(getattr(cls, attr), loop.__globals__, name, loop.__defaults__)
-            self._compiled_apply[skipping] = torch.compile(fn, dynamic=False, backend=inductor_hoisting_scalars)
+            self._compiled_apply[skipping] = compiled_loop(type(self), skipping)
         return self._compiled_apply[skipping]
 
     def __getstate__(self) -> dict[str, Any]:
