@@ -281,8 +281,10 @@ def test_same_shape_matrices_share_one_batched_newton_schulz_with_the_per_matrix
     """Muon's matrices are bucketed by shape and each bucket is orthogonalized with ONE batched Newton–Schulz;
     every parameter ends where a Muon holding it alone takes it (tall, wide, conv and transposed shapes, a bias in
     the fallback), bit for bit with bf16 products (the default), within rounding with fp32/fp64 ones."""
+    from optimlab.optim import _compiled
     from optimlab.optim import muon as M
 
+    monkeypatch.setattr(_compiled, "BATCH_ON_CPU", True)  # the batched path (on by default on GPUs only)
     calls = []
     real = M.newton_schulz
     monkeypatch.setattr(M, "newton_schulz", lambda G, **kw: calls.append(tuple(G.shape)) or real(G, **kw))
@@ -311,9 +313,12 @@ def test_same_shape_matrices_share_one_batched_newton_schulz_with_the_per_matrix
             torch.testing.assert_close(batched.state[p][key], value, **tol)
 
 
-def test_a_bucket_of_several_dtypes_is_updated_matrix_by_matrix():
+def test_a_bucket_of_several_dtypes_is_updated_matrix_by_matrix(monkeypatch):
     """Same-shape matrices of different dtypes share a layout but are not stacked: each gets its own Newton–Schulz
     (in its own dtype), as alone."""
+    from optimlab.optim import _compiled
+
+    monkeypatch.setattr(_compiled, "BATCH_ON_CPU", True)
     gen = torch.Generator().manual_seed(1)
     dtypes = (torch.float32, torch.float64)
     together = [torch.randn(6, 4, generator=gen, dtype=dt).requires_grad_(True) for dt in dtypes]
@@ -328,3 +333,18 @@ def test_a_bucket_of_several_dtypes_is_updated_matrix_by_matrix():
         opt.step()
     for p, q in zip(together, alone):
         assert p.dtype == q.dtype and torch.equal(p, q)
+
+
+def test_on_cpu_newton_schulz_runs_per_matrix_by_default(monkeypatch):
+    """On CPU a batched product is slower than a loop of 2-D ones (measured in optim/_compiled.py): by default
+    each matrix gets its own Newton–Schulz there."""
+    from optimlab.optim import muon as M
+
+    calls = []
+    real = M.newton_schulz
+    monkeypatch.setattr(M, "newton_schulz", lambda G, **kw: calls.append(tuple(G.shape)) or real(G, **kw))
+    params = [torch.randn(6, 4, requires_grad=True) for _ in range(3)]
+    for p in params:
+        p.grad = torch.randn(6, 4)
+    optimlab.Muon(params).step()
+    assert calls == [(6, 4)] * 3

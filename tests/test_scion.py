@@ -162,8 +162,10 @@ def test_same_shape_spectral_parameters_share_one_batched_newton_schulz(transpos
     """Spectral LMOs are bucketed by shape and orthogonalized with ONE batched Newton–Schulz per bucket; every
     parameter gets the bits a Scion holding it alone gives it (bf16 products; spectral, conv and RMS norms, and
     same-shape biases, which are not batched)."""
+    from optimlab.optim import _compiled
     from optimlab.optim import scion as S
 
+    monkeypatch.setattr(_compiled, "BATCH_ON_CPU", True)  # the batched path (on by default on GPUs only)
     calls = []
     real = S.newton_schulz
     monkeypatch.setattr(S, "newton_schulz", lambda G, **kw: calls.append(tuple(G.shape)) or real(G, **kw))
