@@ -6,7 +6,9 @@ Each variant runs in a fresh process with inductor's caches off (``TORCHINDUCTOR
 values, a transformer-like mix of 4 shapes), times the first step of ``optimlab.create(--algorithm,
 compile=True)`` (the compilation: wall seconds, and CPU seconds with the C++ compiler's processes), then the warm
 step interleaved with torch's fused AdamW in ``--rounds`` rounds (CPU time, one thread) and prints the median of
-the per-round ratios. The knob is ``optimlab.optim._compiled.CHUNK``: same-shape tensors per compiled call (0: the
+the per-round ratios, the fastest warm step (ms, CPU) and the compiled calls per step (at small ``--params`` the
+step is their overhead: its difference between two variants over their difference in calls is the cost of a
+call). The knob is ``optimlab.optim._compiled.CHUNK``: same-shape tensors per compiled call (0: the
 whole bucket in one call, one graph unrolled over every tensor, as before chunking). The "floor" row is a one-op
 graph compiled cold in a fresh process: the fixed cost of a first compilation (inductor's start-up, the C++
 compiler's first run), which no choice of CHUNK removes.
@@ -14,7 +16,7 @@ compiler's first run), which no choice of CHUNK removes.
 Usage::
 
     PYTHONPATH=src python benchmarks/compile_time.py                      # every variant, AdamW, 10M / 100
-    PYTHONPATH=src python benchmarks/compile_time.py --variants whole,chunk1 --params 1e6
+    PYTHONPATH=src python benchmarks/compile_time.py --variants whole,chunk1 --params 1e4   # the cost of a call
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def child(args: argparse.Namespace) -> dict:
     fused = torch.optim.AdamW(make_params(args.params, args.tensors), **TORCH_ADAMW, fused=True)
     for o in (opt, fused, opt, fused):
         o.step()
-    ratios = []
+    ratios, own = [], []
     for _ in range(args.rounds):
         times = []
         for o in (opt, fused):
@@ -72,8 +74,9 @@ def child(args: argparse.Namespace) -> dict:
                 o.step()
             times.append((time.process_time() - t0) / args.steps)
         ratios.append(times[0] / times[1])
-        ms = times[1] * 1e3
-    return dict(cold_wall=cold_wall, cold_cpu=cold_cpu, ratio=statistics.median(ratios), fused_ms=ms)
+        own.append(times[0] * 1e3)
+    calls = len(_compiled.chunks(params))
+    return dict(cold_wall=cold_wall, cold_cpu=cold_cpu, ratio=statistics.median(ratios), ms=min(own), calls=calls)
 
 
 def run_variant(name: str, args: argparse.Namespace) -> dict:
@@ -109,15 +112,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(args)))
         return 0
     print(f"{args.algorithm}, compile=True, {args.params:,} fp32 values in {args.tensors} tensors, inductor caches off")
-    print(f"{'variant':8} {'CHUNK':>5} {'cold wall s':>11} {'cold CPU s':>10} {'warm / fused':>12}")
+    columns = f"{'cold wall s':>11} {'cold CPU s':>10} {'warm / fused':>12} {'ms/step':>8} calls"
+    print(f"{'variant':8} {'CHUNK':>5} {columns}")
     for name in ["floor", *args.variants.split(",")]:
         r = run_variant(name, args)
         knobs = f"{name:8} {VARIANTS.get(name, '-')!s:>5}"
         if "error" in r:
             print(f"{knobs} error: {r['error']}")
             continue
-        ratio = f"{r['ratio']:12.2f}" if "ratio" in r else f"{'(one-op graph)':>14}"
-        print(f"{knobs} {r['cold_wall']:11.1f} {r['cold_cpu']:10.1f} {ratio}", flush=True)
+        warm = f"{r['ratio']:12.2f} {r['ms']:8.2f} {r['calls']:5}" if "ratio" in r else f"{'(one-op graph)':>14}"
+        print(f"{knobs} {r['cold_wall']:11.1f} {r['cold_cpu']:10.1f} {warm}", flush=True)
     return 0
 
 
