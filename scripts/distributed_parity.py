@@ -32,20 +32,19 @@ from optimlab.training import capabilities  # noqa: E402
 COLUMNS = ("FSDP2", "DDP", "no_sync", "ZeRO", "reshard 2→1", "2→1→2", "compile(step)", "compile(train_step)")
 
 
-def _worker(rank: int, directory: str) -> dict:
-    ddp = TD._worker(rank)
+def _worker(rank: int, directory: str, names: tuple[str, ...]) -> dict:
+    ddp = TD._worker(rank, names)
     out: dict = {}
-    for name in optimlab.available():
+    for name in names:
         row = {"FSDP2": D.guarded(lambda name=name: TF._parity(name, rank))}
         if rank == 0:
             row.update(
                 {"DDP": ddp[name].get("ddp"), "no_sync": ddp[name].get("no_sync"), "ZeRO": ddp[name].get("zero")}
             )
-        if not capabilities(optimlab.spec(name)).closure:
-            got = D.guarded(lambda name=name: TF._dcp_reshard(name, rank, directory))
-            if rank == 0:
-                bad = isinstance(got, str)
-                row.update({"reshard 2→1": got if bad else got["one_rank"], "2→1→2": got if bad else got["back"]})
+        got = D.guarded(lambda name=name: TF._dcp_reshard(name, rank, directory))
+        if rank == 0:
+            bad = isinstance(got, str)
+            row.update({"reshard 2→1": got if bad else got["one_rank"], "2→1→2": got if bad else got["back"]})
         out[name] = row
     return out
 
@@ -79,10 +78,15 @@ def communication(world: int = 2) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("names", nargs="*", help="registered names (default: all)")
     args = parser.parse_args(argv)
+    names = tuple(args.names or optimlab.available())
+    unknown = sorted(set(names) - set(optimlab.available()))
+    if unknown:
+        parser.error(f"not registered: {', '.join(unknown)}")
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        rows = D.spawn(_worker, f"{tmp}/results", tmp)[0]
+        rows = D.spawn(_worker, f"{tmp}/results", tmp, names)[0]
     if not args.no_compile:
         for name, row in rows.items():
             cls = optimlab.spec(name).cls

@@ -98,9 +98,9 @@ def _zero(name: str, rank: int) -> list[torch.Tensor]:
     return D.full(net.module)
 
 
-def _worker(rank: int) -> dict:
+def _worker(rank: int, names: tuple[str, ...] | None = None) -> dict:
     results: dict = {}
-    for name in NAMES:
+    for name in names or NAMES:
         ref = D.guarded(lambda name=name: D.reference(name)) if rank == 0 else None
         runs = {"ddp": _ddp}
         if name not in CLOSURE:

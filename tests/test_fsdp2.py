@@ -116,9 +116,16 @@ def _dcp_round_trip(rank: int, directory: str) -> float | None:
     return max(float((a - b).abs().max()) for a, b in zip(straight, resumed))
 
 
+def _run(model, opt, steps, rank=None, start=0) -> None:
+    """Steps of any optimizer (closure or not) on the global batch, or on this rank's part of it."""
+    for t in range(start, start + steps):
+        D.step(opt, model, *D.batch(t, rank), parallel=rank is not None)
+
+
 def _full_state(opt) -> list[torch.Tensor]:
-    """Every optimizer state tensor, as full tensors, in a fixed order."""
-    return [D.full_value(v) for p in opt.param_groups[0]["params"] for _, v in sorted(opt.state[p].items())]
+    """Every optimizer state tensor of the state dict (a wrapper's base's too), as full tensors, in a fixed order."""
+    state = opt.state_dict()["state"]
+    return [D.full_value(v) for i in sorted(state) for _, v in sorted(state[i].items()) if torch.is_tensor(v)]
 
 
 def _dcp_reshard(name: str, rank: int, directory: str) -> dict | None:
@@ -143,11 +150,11 @@ def _dcp_reshard(name: str, rank: int, directory: str) -> dict | None:
 
     two, one = f"{directory}/{name}-2", f"{directory}/{name}-1"
     model, opt = build(True)
-    _train(model, opt, 3, rank)
+    _run(model, opt, 3, rank)
     msd, osd = get_state_dict(model, opt)
     dcp.save({"model": msd, "optim": osd}, checkpoint_id=two)
     saved = _full_state(opt)
-    _train(model, opt, 3, rank, start=3)
+    _run(model, opt, 3, rank, start=3)
     straight = D.full(model)
     out = None
 
@@ -157,7 +164,7 @@ def _dcp_reshard(name: str, rank: int, directory: str) -> dict | None:
         msd, osd = get_state_dict(single, single_opt)
         dcp.save({"model": msd, "optim": osd}, checkpoint_id=one, no_dist=True)
         got = {"state": D.max_delta(_full_state(single_opt), saved)}
-        _train(single, single_opt, 3, start=3)
+        _run(single, single_opt, 3, start=3)
         return {**got, "one_rank": D.max_delta(D.full(single), straight)}
 
     if rank == 0:
@@ -170,13 +177,14 @@ def _dcp_reshard(name: str, rank: int, directory: str) -> dict | None:
         return None
     back, back_opt = build(True)
     load(back, back_opt, one)
-    _train(back, back_opt, 3, rank, start=3)
+    _run(back, back_opt, 3, rank, start=3)
     delta = D.max_delta(D.full(back), straight)
     return {**out, "back": delta} if out is not None else None
 
 
-#: the resharding cases: shard-local state (DTensor), gathered full state (plain), and bf16 / quantized state
-RESHARD = ("adamw", "muon", "soap", "adamw_8bit")
+#: the resharding cases: shard-local state (DTensor), gathered full state (plain), bf16 / quantized state, and
+#: wrappers (their base's state under 'base.' keys; SAM needs a closure, schedule-free keeps its own z)
+RESHARD = ("adamw", "muon", "soap", "adamw_8bit", "sam", "schedule_free")
 
 
 def _worker(rank: int, directory: str) -> dict:

@@ -279,6 +279,9 @@ class Optimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 output = closure()
         elif self.requires_closure:
+            if _compat.is_checkpoint_init(self, self.state):
+                self._gather()  # creates every parameter's state; updates nothing
+                return None
             graph = "loss.backward(create_graph=True)" if self.requires_hvp else "backward"
             raise RuntimeError(
                 f"{type(self).__name__}.step() requires a closure that re-evaluates the model, calls {graph} and "

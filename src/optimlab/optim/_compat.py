@@ -16,6 +16,9 @@ load the way torch's do but are checked against the optimizer first (docs/compat
   step. As in torch, a saved param group without keys that newer versions added gets them from the defaults,
   and a plain-number ``step`` (older torch checkpoints) becomes a tensor. State saved by torch.optim loads (the
   same keys; a ``step`` that torch's SGD and Muon do not keep counts as 1).
+* **Distributed checkpoints** (:func:`is_checkpoint_init`): torch.distributed.checkpoint creates a fresh
+  optimizer's state by one ``step()`` without a closure on zero gradients at lr 0; an optimizer that needs a
+  closure answers that call by creating its state and updating nothing.
 """
 
 from __future__ import annotations
@@ -52,6 +55,17 @@ def implementation_flags(
     if fused and foreach:
         raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
     return bool(compile or fused)
+
+
+def is_checkpoint_init(opt: torch.optim.Optimizer, *states: Any) -> bool:
+    """Whether a ``step()`` without a closure is torch.distributed.checkpoint creating a fresh optimizer's state
+    (``state_dict._init_optim_state``): no state yet in any of ``states``, every group's lr 0 and every gradient
+    zero. Any other step without a closure of an optimizer that needs one still raises."""
+    if any(states) or any(float(g["lr"]) != 0.0 for g in opt.param_groups if "lr" in g):
+        return False
+    grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+    local = [g.to_local() if hasattr(g, "to_local") else g for g in grads]  # a DTensor's shard: no collective
+    return bool(grads) and not any(bool(g.any()) for g in local if not g.is_sparse)
 
 
 def _scalar(value: Any) -> Any:

@@ -70,7 +70,7 @@ class OASIS(SecondOrderOptimizer):
         "init_samples": Range(1, integer=True),
         **PROBE_RULES,
     }
-    lazy_state_names = ("eta", "theta")  # added by prepare on the first step
+    lazy_state_names = ("eta", "theta")  # not from init_state (older checkpoints lack them)
     requires_hvp = True
 
     def __init__(
@@ -110,6 +110,14 @@ class OASIS(SecondOrderOptimizer):
         super().__setstate__(state)
         self._eta = {}
 
+    def _gather(self):
+        slots = super()._gather()
+        for e in slots:  # η and θ with the rest of the state (a checkpoint of a fresh optimizer has them too)
+            if "eta" not in e.state:  # 0-d, in the compute dtype (fp32 for bf16 params), on the CPU
+                e.state["eta"] = torch.tensor(float(e.group["eta0"]), dtype=e.work.dtype)
+                e.state["theta"] = torch.tensor(math.inf, dtype=e.work.dtype)
+        return slots
+
     # ----------------------------------------------------------------- the whole-model part
     def prepare(self, entries, loss, extras, closure):
         def probes(e):
@@ -121,10 +129,6 @@ class OASIS(SecondOrderOptimizer):
                 e.state["hessian_diag"].copy_(estimate)
             else:
                 K.ema_(e.state["hessian_diag"], estimate, e.group["beta"])
-        for e in entries:
-            if "eta" not in e.state:  # 0-d, in the compute dtype (fp32 for bf16 params), on the CPU
-                e.state["eta"] = torch.tensor(float(e.group["eta0"]), dtype=e.work.dtype)
-                e.state["theta"] = torch.tensor(math.inf, dtype=e.work.dtype)
         previous = self._previous_gradients([e for e in entries if e.t > 1], closure)
         self._eta = {}
         for group in self.param_groups:

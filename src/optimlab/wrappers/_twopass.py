@@ -288,6 +288,8 @@ class PerturbationWrapper(WrapperOptimizer):
         batch) and only the final pass all-reduces. Call ``scaler.update()`` after the step as usual.
         """
         if closure is None:
+            if self._checkpoint_init():
+                return None
             raise RuntimeError(
                 f"{type(self).__name__}.step() requires a closure that re-evaluates the model and returns the loss "
                 "(it is called once per pass); or call first_step() and second_step() around your own backward passes"

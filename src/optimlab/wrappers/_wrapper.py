@@ -1,8 +1,10 @@
 """The base of optimizers that wrap a base optimizer (SAM family, ...).
 
 The wrapper *shares* its base's param groups (an LR scheduler on the wrapper drives the base), keeps its own
-per-parameter state, and checkpoints both: ``state_dict()`` = the wrapper's state and groups plus the base's
-state under ``"base_state"``, all plain tensors, loadable with ``torch.load(weights_only=True)``.
+per-parameter state, and checkpoints both in one per-parameter entry: the wrapper's own keys and the base's under
+``"base.<name>"`` (so torch.distributed.checkpoint, which keeps only ``state`` and ``param_groups``, shards and
+reshards them all), plain tensors loadable with ``torch.load(weights_only=True)``. Dicts of the older layout (the
+base's state under a top-level ``"base_state"``) still load.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from torch import Tensor
 
 from .. import registry
 from ..optim import Rule
+from ..optim._compat import is_checkpoint_init
+
+#: the prefix of the base optimizer's per-parameter state in a wrapper's state dict
+BASE = "base."
 
 
 def build_base(params: Iterable[Any], base: str | type | torch.optim.Optimizer, base_kwargs: dict[str, Any]):
@@ -50,6 +56,8 @@ class WrapperOptimizer(torch.optim.Optimizer):
     requires_closure: ClassVar[bool] = True
     #: per-parameter state entries holding one number; every other state tensor has its parameter's shape
     scalar_state: ClassVar[tuple[str, ...]] = ("step",)
+    #: the wrapper's other per-parameter state entries (a loaded entry with any other key is refused)
+    own_state: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params, base, base_kwargs: dict[str, Any], wrapper_defaults: dict[str, Any]) -> None:
         for name, rule in self.hyperparameters.items():
@@ -94,43 +102,111 @@ class WrapperOptimizer(torch.optim.Optimizer):
         return out
 
     # ----------------------------------------------------------------- checkpoints
+    def _checkpoint_init(self) -> bool:
+        """A step without a closure of a wrapper that needs one: torch.distributed.checkpoint creating a fresh
+        wrapper's state (see ``optim._compat.is_checkpoint_init``) is answered here, updating nothing; False
+        means the call is a user's and must raise."""
+        if not is_checkpoint_init(self, self.state):
+            return False
+        gather = getattr(self.base, "_gather", None)  # an optimlab base creates missing state without a step
+        if gather is not None:
+            gather()
+        elif not self.base.state:
+            self.base.step()  # torch's way (lr is 0, gradients zero)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._init_own_state(p, self.state[p])
+        return True
+
+    def _init_own_state(self, p: Tensor, state: dict[str, Tensor]) -> None:
+        """Create the wrapper's persistent per-parameter state of ``p`` (the keys of ``own_state``), as its
+        first step would; by default there is none."""
+
     def state_dict(self) -> dict[str, Any]:
         base_sd = self.base.state_dict()
         own = super().state_dict()
-        own["state"] = {  # copies; an entry a hook put into ``self.state`` that is not a per-parameter dict is kept
+        # copies; an entry a hook put into ``self.state`` that is not a per-parameter dict is kept
+        merged = {
             k: {n: (v.clone() if isinstance(v, Tensor) else v) for n, v in s.items()} if isinstance(s, dict) else s
             for k, s in own["state"].items()
         }
-        own["base_state"] = base_sd["state"]
+        for index, saved in base_sd["state"].items():
+            entry = merged.setdefault(index, {})
+            if isinstance(saved, dict) and isinstance(entry, dict):
+                entry.update({BASE + n: v for n, v in saved.items()})
+        own["state"] = merged
         own["param_groups"] = base_sd["param_groups"]
         return own
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state dict of this wrapper: checked first (the wrapper's own state here, the base's by the base),
         so a mismatch raises ``ValueError`` naming the key and parameter before anything changes."""
-        self._check_state_dict(state_dict)
-        self.base.load_state_dict({"state": state_dict["base_state"], "param_groups": state_dict["param_groups"]})
+        own, base = self._split_state_dict(state_dict)
+        self._check_state_dict(own)
+        if "base_state" not in state_dict:
+            self._check_base_kept(state_dict, base["state"])
+        try:
+            self.base.load_state_dict(base)
+        except ValueError as err:
+            raise ValueError(f"{type(self).__name__}: the base optimizer's state (keys '{BASE}<name>'): {err}") from err
         self.param_groups = self.base.param_groups
         params = [p for g in self.param_groups for p in g["params"]]
-        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        saved_ids = [i for g in own["param_groups"] for i in g["params"]]
         self.state.clear()
         for saved_id, p in zip(saved_ids, params):
-            saved = state_dict["state"].get(saved_id)
-            if saved:
-                self.state[p] = {n: v.to(device=p.device, copy=True) for n, v in saved.items()}
+            saved = own["state"].get(saved_id)
+            if saved or p in self.base.state:  # an entry, maybe empty, wherever there is state (DCP reads that)
+                self.state[p] = {n: v.to(device=p.device, copy=True) for n, v in (saved or {}).items()}
+
+    def _split_state_dict(self, state_dict: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the wrapper's own state dict, the base's) of a wrapper state dict of either layout."""
+        owner = type(self).__name__
+        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= state_dict.keys():
+            raise ValueError(f"{owner}.load_state_dict: not an optimizer state dict (no 'state' / 'param_groups')")
+        groups = state_dict["param_groups"]
+        if "base_state" in state_dict:  # the older layout
+            return state_dict, {"state": state_dict["base_state"], "param_groups": groups}
+        own: dict[Any, Any] = {}
+        base: dict[Any, Any] = {}
+        for index, saved in state_dict["state"].items():
+            if not isinstance(saved, dict):
+                own[index] = saved
+                continue
+            own[index] = {n: v for n, v in saved.items() if not n.startswith(BASE)}
+            base_part = {n[len(BASE) :]: v for n, v in saved.items() if n.startswith(BASE)}
+            if base_part:
+                base[index] = base_part
+        return {**state_dict, "state": own}, {"state": base, "param_groups": groups}
+
+    def _check_base_kept(self, state_dict: dict[str, Any], base: dict[Any, Any]) -> None:
+        """A saved entry without the base's keys for a parameter whose base has state now: the checkpoint lost them
+        (torch.distributed.checkpoint's ``flatten_optimizer_state_dict=True`` keeps only the keys it finds in
+        ``optimizer.state[p]``, where a wrapper keeps its own state only)."""
+        params = [p for g in self.param_groups for p in g["params"]]
+        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        for index, (saved_id, p) in enumerate(zip(saved_ids, params)):
+            if isinstance(state_dict["state"].get(saved_id), dict) and saved_id not in base and self.base.state.get(p):
+                raise ValueError(
+                    f"{type(self).__name__}.load_state_dict: the saved state of parameter {index} has no base "
+                    f"optimizer state ('{BASE}<name>' keys) but the base keeps state for it: the checkpoint lost "
+                    "it (saved with flatten_optimizer_state_dict=True? wrappers need the nested layout)"
+                )
 
     def _check_state_dict(self, state_dict: dict[str, Any]) -> None:
         owner = type(self).__name__
-        if not isinstance(state_dict, dict) or "base_state" not in state_dict:
-            raise ValueError(
-                f"{owner}.load_state_dict: not a {owner} state dict (it has no 'base_state' entry, which holds the "
-                f"base optimizer's state); a state dict of the base optimizer alone loads into {owner}.base"
-            )
+        allowed = {*self.scalar_state, *self.own_state, *getattr(self, "_transient_keys", ())}
         params = [p for g in self.param_groups for p in g["params"]]
         saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
         for index, (saved_id, p) in enumerate(zip(saved_ids, params)):
             saved = state_dict["state"].get(saved_id)
             for key, value in saved.items() if isinstance(saved, dict) else ():
+                if key not in allowed:
+                    raise ValueError(
+                        f"{owner}.load_state_dict: state '{key}' of parameter {index} is neither {owner}'s own "
+                        f"({', '.join(sorted(allowed))}) nor its base optimizer's (saved as '{BASE}{key}'); a state "
+                        f"dict of the base optimizer alone loads into {owner}.base"
+                    )
                 if not isinstance(value, Tensor):
                     continue
                 scalar = key in self.scalar_state
@@ -140,6 +216,9 @@ class WrapperOptimizer(torch.optim.Optimizer):
                         f"{owner}.load_state_dict: state '{key}' of parameter {index} (shape {tuple(p.shape)}) has "
                         f"shape {tuple(value.shape)}, expected {expected}"
                     )
+            missing = [k for k in self.own_state if isinstance(saved, dict) and saved and k not in saved]
+            if missing:
+                raise ValueError(f"{owner}.load_state_dict: state {missing} of parameter {index} is missing")
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "base": self.base}

@@ -54,6 +54,7 @@ class FSAM(SAM):
         "sparsity": Range(0.0, 1.0),
         "mask_interval": Range(1, integer=True),
     }
+    own_state = ("fisher_mask",)
 
     def __init__(
         self,
@@ -143,6 +144,10 @@ class FSAM(SAM):
             mask = self.state[p].get("fisher_mask")
             out.append((p, e * mask if mask is not None else e))
         return out
+
+    def _init_own_state(self, p: Tensor, state: dict[str, Tensor]) -> None:
+        state.setdefault("fisher_mask", torch.ones_like(p, dtype=torch.bool))
+        state.setdefault("step", torch.zeros((), dtype=torch.float32))
 
     def _end_step(self, stepped: bool) -> None:
         if not stepped:

@@ -38,6 +38,7 @@ class ScheduleFreeWrapper(WrapperOptimizer):
     """
 
     scalar_state = ("step", "weight_sum", "lr_max")
+    own_state = ("z",)
     hyperparameters = {
         "sf_momentum": Range(0.0, 1.0, low_open=True, high_open=True),
         "weight_decay_at_y": Range(0.0),
