@@ -35,6 +35,13 @@ ALIASES: dict[str, tuple[tuple[str, str, dict[str, Any]], ...]] = {
 }
 
 
+def set_heavyball_compile_mode(mode: str) -> None:
+    """The ``torch.compile`` mode HeavyBall uses for its update functions (``"none"``: no compilation)."""
+    import heavyball.utils
+
+    heavyball.utils.compile_mode = None if mode.lower() == "none" else mode
+
+
 def normalise(name: str) -> str:
     return name.lower().replace("_", "").replace("-", "")
 

@@ -294,7 +294,19 @@ def peer_candidate(peer: _peers.Peer, spec, args) -> Candidate:
 
     def build():
         params = make_params(args.params, args.tensors, device=args.device)
-        return _stepper(_peers.build_peer(peer, spec, params), _closure_for(spec, params))
+        closure = _closure_for(spec, params)
+        step = _stepper(_peers.build_peer(peer, spec, params), closure)
+        if closure is not None:
+            return step
+        grads = [p.grad for p in params]
+
+        def run(steps: int) -> None:  # HeavyBall sets p.grad = None after its step: put the gradients back
+            for _ in range(steps):
+                for p, g in zip(params, grads):
+                    p.grad = g
+                step(1)
+
+        return run
 
     label = peer.label + _suffix(spec)
     return Candidate(label, spec.name, _bytes(spec, args), build, compiled=peer.compiles, peer=True)
@@ -429,6 +441,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="other libraries timed beside optimlab, where installed (comma-separated import names or 'none';\n"
         f"default {','.join(_peers.LIBRARIES)})",
     )
+    ap.add_argument(
+        "--heavyball-compile-mode",
+        default="",
+        help="torch.compile mode of HeavyBall's peers (default: HeavyBall's own, max-autotune-no-cudagraphs,\n"
+        "over 15 minutes per optimizer on a small CPU machine); 'none' steps them eagerly",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for the whole run (default 1)")
     ap.add_argument("--device", default="cpu", help="device of the model (default cpu)")
     ap.add_argument(
@@ -468,6 +486,8 @@ def run_benchmark(args: argparse.Namespace, out=None) -> list[Row]:
     wanted = [n.strip() for n in args.peers.split(",") if n.strip() and n.strip().lower() != "none"]
     loaded = _peers.load_libraries(wanted, load_library)
     libraries = {name: lib for name, lib in loaded.items() if lib is not None}
+    if args.heavyball_compile_mode and "heavyball" in libraries:
+        _peers.set_heavyball_compile_mode(args.heavyball_compile_mode)
     sync = _sync(args.device)
     progress = Progress(not args.quiet)
 

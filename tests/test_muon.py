@@ -273,3 +273,78 @@ def test_muon_solves_a_matrix_least_squares_problem():
         sched.step()
     assert float(((W.detach() @ X - Y) ** 2).mean()) < 1e-4 * start
     assert float((W.detach() - W_star).abs().max()) < 1e-2
+
+
+# ---------------------------------------------------------------------------- batched Newton–Schulz per shape
+@pytest.mark.parametrize("ns_dtype", ["bfloat16", "float32", "float64"])
+def test_same_shape_matrices_share_one_batched_newton_schulz_with_the_per_matrix_result(ns_dtype, monkeypatch):
+    """Muon's matrices are bucketed by shape and each bucket is orthogonalized with ONE batched Newton–Schulz;
+    every parameter ends where a Muon holding it alone takes it (tall, wide, conv and transposed shapes, a bias in
+    the fallback), bit for bit with bf16 products (the default), within rounding with fp32/fp64 ones."""
+    from optimlab.optim import _compiled
+    from optimlab.optim import muon as M
+
+    monkeypatch.setattr(_compiled, "BATCH_ON_CPU", True)  # the batched path (on by default on GPUs only)
+    calls = []
+    real = M.newton_schulz
+    monkeypatch.setattr(M, "newton_schulz", lambda G, **kw: calls.append(tuple(G.shape)) or real(G, **kw))
+    dtype = torch.float64 if ns_dtype == "float64" else torch.float32
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(24, 8)] * 3 + [(8, 24)] * 2 + [(6, 2, 3, 3)] * 2 + [(5, 7), (8,)]
+    together = [torch.randn(s, generator=gen, dtype=dtype).requires_grad_(True) for s in shapes]
+    alone = [p.detach().clone().requires_grad_(True) for p in together]
+    options = dict(ns_dtype=ns_dtype, weight_decay=0.1, lr=0.05)
+    groups = [{"params": together[:7]}, {"params": together[7:], "transpose": True}]
+    batched = optimlab.Muon(groups, **options)
+    singles = [optimlab.Muon([{"params": [p], "transpose": i >= 7}], **options) for i, p in enumerate(alone)]
+    for _ in range(3):
+        for p, q in zip(together, alone):
+            p.grad = torch.randn(p.shape, generator=gen, dtype=dtype)
+            q.grad = p.grad.clone()
+        calls.clear()
+        batched.step()
+        assert sorted(calls) == sorted([(3, 24, 8), (2, 8, 24), (2, 6, 18), (5, 7)])  # one call per shape
+        for opt in singles:
+            opt.step()
+    tol = {"bfloat16": dict(rtol=0, atol=0), "float32": dict(rtol=1e-6, atol=1e-6), "float64": {}}[ns_dtype]
+    for p, q, single in zip(together, alone, singles):
+        torch.testing.assert_close(p, q, **tol)
+        for key, value in single.state[q].items():
+            torch.testing.assert_close(batched.state[p][key], value, **tol)
+
+
+def test_a_bucket_of_several_dtypes_is_updated_matrix_by_matrix(monkeypatch):
+    """Same-shape matrices of different dtypes share a layout but are not stacked: each gets its own Newton–Schulz
+    (in its own dtype), as alone."""
+    from optimlab.optim import _compiled
+
+    monkeypatch.setattr(_compiled, "BATCH_ON_CPU", True)
+    gen = torch.Generator().manual_seed(1)
+    dtypes = (torch.float32, torch.float64)
+    together = [torch.randn(6, 4, generator=gen, dtype=dt).requires_grad_(True) for dt in dtypes]
+    alone = [p.detach().clone().requires_grad_(True) for p in together]
+    batched = optimlab.Muon(together, lr=0.05, ns_dtype="float64")
+    singles = [optimlab.Muon([p], lr=0.05, ns_dtype="float64") for p in alone]
+    for p, q in zip(together, alone):
+        p.grad = torch.randn(p.shape, generator=gen, dtype=p.dtype)
+        q.grad = p.grad.clone()
+    batched.step()
+    for opt in singles:
+        opt.step()
+    for p, q in zip(together, alone):
+        assert p.dtype == q.dtype and torch.equal(p, q)
+
+
+def test_on_cpu_newton_schulz_runs_per_matrix_by_default(monkeypatch):
+    """On CPU a batched product is slower than a loop of 2-D ones (measured in optim/_compiled.py): by default
+    each matrix gets its own Newton–Schulz there."""
+    from optimlab.optim import muon as M
+
+    calls = []
+    real = M.newton_schulz
+    monkeypatch.setattr(M, "newton_schulz", lambda G, **kw: calls.append(tuple(G.shape)) or real(G, **kw))
+    params = [torch.randn(6, 4, requires_grad=True) for _ in range(3)]
+    for p in params:
+        p.grad = torch.randn(6, 4)
+    optimlab.Muon(params).step()
+    assert calls == [(6, 4)] * 3

@@ -155,3 +155,36 @@ def test_per_group_norms_and_radii():
     torch.testing.assert_close(head.detach(), -(2**-12) * 3000.0 * torch.sign(head.grad) / 8)
     sv = torch.linalg.svdvals(hidden.detach() / (2**-12 * 50.0))
     assert C.QUINTIC_BAND[0] - 1e-6 <= float(sv.min()) and float(sv.max()) <= C.QUINTIC_BAND[1] + 1e-6
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_same_shape_spectral_parameters_share_one_batched_newton_schulz(transpose, monkeypatch):
+    """Spectral LMOs are bucketed by shape and orthogonalized with ONE batched Newton–Schulz per bucket; every
+    parameter gets the bits a Scion holding it alone gives it (bf16 products; spectral, conv and RMS norms, and
+    same-shape biases, which are not batched)."""
+    from optimlab.optim import _compiled
+    from optimlab.optim import scion as S
+
+    monkeypatch.setattr(_compiled, "BATCH_ON_CPU", True)  # the batched path (on by default on GPUs only)
+    calls = []
+    real = S.newton_schulz
+    monkeypatch.setattr(S, "newton_schulz", lambda G, **kw: calls.append(tuple(G.shape)) or real(G, **kw))
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(12, 4)] * 3 + [(4, 12)] * 2 + [(6, 2, 3, 3)] * 2 + [(5,)] * 2
+    together = [torch.randn(s, generator=gen).requires_grad_(True) for s in shapes]
+    alone = [p.detach().clone().requires_grad_(True) for p in together]
+    options = dict(lr=0.01, momentum=0.5, scale=2.0, transpose=transpose)
+    batched = optimlab.Scion(together, **options)
+    singles = [optimlab.Scion([p], **options) for p in alone]
+    for _ in range(3):
+        for p, q in zip(together, alone):
+            p.grad = torch.randn(p.shape, generator=gen)
+            q.grad = p.grad.clone()
+        calls.clear()
+        batched.step()
+        assert sorted(calls) == sorted([(3, 12, 4), (2, 4, 12), (2, 6, 18)])
+        for opt in singles:
+            opt.step()
+    for p, q, single in zip(together, alone, singles):
+        assert torch.equal(p, q), tuple(p.shape)
+        assert torch.equal(batched.state[p]["momentum_buffer"], single.state[q]["momentum_buffer"])

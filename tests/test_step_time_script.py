@@ -181,3 +181,29 @@ def test_compiled_rows(st, capsys):
     assert float(rows["optimlab compiled"][7]) > 0  # compile time reported
     assert float(rows["torch AdamW, torch.compile(step)"][7]) > 0
     assert "goal compiled optimlab AdamW <= 1.3x torch fused AdamW" in out
+
+
+class GradDroppingSGD(torch.optim.SGD):
+    """Like HeavyBall: sets ``p.grad = None`` after its step; counts the steps that saw a gradient."""
+
+    updates = 0
+
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    GradDroppingSGD.updates += 1
+        super().step(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+
+def test_a_peer_that_drops_gradients_steps_with_them_every_time(st):
+    """HeavyBall frees p.grad after a step: the benchmark puts the gradients back, so every timed step updates."""
+    args = st.parse_args([*TINY])
+    peer = st._peers.Peer("fake (GradDroppingSGD)", GradDroppingSGD, {})
+    run = st.peer_candidate(peer, optimlab.spec("sgd"), args).build()
+    GradDroppingSGD.updates = 0
+    run(3)
+    assert GradDroppingSGD.updates == 3 * 6  # 3 steps x 6 tensors

@@ -20,7 +20,8 @@ every optimlab optimizer goes through one pipeline, :meth:`Optimizer.step`:
 5. **update**: one call of the update function per parameter, bucketed by (param group, :meth:`Optimizer.layout`)
    so that parameters with different state layouts (a projected matrix and a bias; Muon's matrices and its
    fallback's vectors) each get their own function (:meth:`Optimizer.update_function`) and keyword arguments
-   (:meth:`Optimizer.hyper`, derived from the update function's keyword-only parameters by default).
+   (:meth:`Optimizer.hyper`, derived from the update function's keyword-only parameters by default); an update
+   with a ``batched`` form (``_compiled.py``) takes a bucket of same-shape tensors in one call (Muon's matrices).
 
 Around that, the same way for every algorithm:
 
@@ -34,8 +35,9 @@ Around that, the same way for every algorithm:
 * dtypes: math in fp32 for bf16/fp16 parameters (state in fp32), optional stochastic rounding on write-back;
   complex parameters are updated through ``torch.view_as_real`` (elementwise rules only);
 * execution: an eager per-tensor loop (measured faster than ``torch._foreach_*`` on CPU), or ``compile=True``,
-  which compiles the bucket loop with hyperparameters passed as 0-d tensors so a changing learning rate does
-  not recompile. Integer hyperparameters (rules with ``integer=True``: iteration counts, periods, ranks) stay
+  which compiles the bucket loop (called per chunk of same-shape tensors: one graph per shape and chunk length,
+  dynamic sizes after a rank's second shape) with hyperparameters passed as 0-d tensors so a changing learning
+  rate does not recompile. Integer hyperparameters (rules with ``integer=True``: iteration counts, periods, ranks) stay
   Python ints: they shape the computation, and changing one recompiles. Under ``compile=True`` the ``"skip"``
   policy is folded into the compiled step (unless the class has a ``prepare`` hook, which needs the policy's
   decision first): each gradient's test (NaN/Inf, and a norm large enough to overflow) and its guarded update
@@ -51,9 +53,9 @@ Around that, the same way for every algorithm:
 from __future__ import annotations
 
 import inspect
-import types
 from collections.abc import Callable, Hashable, Iterable
 from functools import partial
+from itertools import groupby
 from typing import Any, ClassVar
 
 import torch
@@ -67,7 +69,8 @@ from ._compiled import (
     apply_group,
     apply_group_skipping,
     as_tensor,
-    inductor_hoisting_scalars,
+    compiled_loop,
+    update_bucket,
 )
 from ._nonfinite import LARGE, NONFINITE, run_guarded, screen_levels
 from ._rules import OneOf, Rule
@@ -92,11 +95,13 @@ _KEYWORDS: dict[Callable, tuple[str, ...]] = {}
 
 
 def _update_keywords(update: Callable) -> tuple[str, ...]:
-    """The keyword-only parameters of an update function, ``step`` excluded (cached per function)."""
+    """The keyword-only parameters of an update function (of its bucket form if it has one), ``step``/``steps``
+    excluded (cached per function)."""
     names = _KEYWORDS.get(update)
     if names is None:
-        params = inspect.signature(update).parameters.values()
-        names = tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "step")
+        params = inspect.signature(getattr(update, "bucket", update)).parameters.values()
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        names = tuple(p.name for p in params if p.kind is keyword and p.name not in ("step", "steps"))
         _KEYWORDS[update] = names
     return names
 
@@ -433,10 +438,13 @@ class Optimizer(torch.optim.Optimizer):
                 for _, s, *_ in later:  # "raise": nothing moves, counters included
                     s.state["step"].sub_(1)
                 raise
-        for update, s, state, step, hyper in later:
-            update(s.work, s.grad, *state, step=step, **hyper)
-            if s.copied:
-                self._write_back(s.p, s.work, s.state["step"])
+        for (update, _), run in groupby(later, key=lambda task: (task[0], id(task[4]))):  # one run per bucket
+            run = list(run)
+            works, grads = [task[1].work for task in run], [task[1].grad for task in run]
+            update_bucket(update, works, grads, [task[2] for task in run], [task[3] for task in run], run[0][4])
+            for _, s, *_ in run:
+                if s.copied:
+                    self._write_back(s.p, s.work, s.state["step"])
 
     def _count_later(self, group: dict[str, Any], skipped: Tensor) -> None:
         """Under the user's ``torch.compile`` the skip count stays a tensor (reading it would break the graph, one
@@ -522,16 +530,7 @@ class Optimizer(torch.optim.Optimizer):
         if self._compiled_apply is None:
             self._compiled_apply = {}
         if skipping not in self._compiled_apply:
-            cls = type(self)
-            loop = apply_group_skipping if skipping else apply_group
-            attr = f"_{loop.__name__}_code"
-            if attr not in cls.__dict__:
-                # dynamo caches compiled graphs per code object, with a small limit; one code object per
-                # optimizer class keeps several algorithms in one process from evicting each other
-                setattr(cls, attr, loop.__code__.replace())
-            name = f"{loop.__name__}_{cls.__name__}"
-            fn = types.FunctionType(getattr(cls, attr), loop.__globals__, name, loop.__defaults__)
-            self._compiled_apply[skipping] = torch.compile(fn, dynamic=False, backend=inductor_hoisting_scalars)
+            self._compiled_apply[skipping] = compiled_loop(type(self), skipping)
         return self._compiled_apply[skipping]
 
     def __getstate__(self) -> dict[str, Any]:

@@ -80,6 +80,7 @@ from .. import registry as R
 from ..curvature.newton_schulz import CUBIC, QUINTIC_MUON, newton_schulz
 from . import _kernels as K
 from ._base import LAYOUT, Optimizer
+from ._compiled import batched
 from ._rules import BETA, OneOf, Range, Tuple
 
 NS_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
@@ -149,12 +150,12 @@ def matrix_shape(shape: tuple[int, ...]) -> tuple[int, int]:
     return shape[0], math.prod(shape[1:])
 
 
-def muon_update_(
-    p: Tensor,
-    grad: Tensor,
-    momentum_buffer: Tensor,
+def muon_bucket_update_(
+    params: list[Tensor],
+    grads: list[Tensor],
+    states: list[list[Tensor]],
     *,
-    step: K.Scalar,
+    steps: list[K.Scalar],
     lr: K.Scalar,
     momentum: K.Scalar,
     nesterov: bool,
@@ -167,26 +168,43 @@ def muon_update_(
     ns_dtype: str,
     transpose: bool = False,
 ) -> None:
-    """One Muon step on a matrix (or a ≥3-D tensor viewed as one); other parameters take the fallback's update.
-    ``transpose``: the weight is stored (in, out) (Hugging Face ``Conv1D``): the lr scale uses the transposed shape."""
-    buf = momentum_buffer
-    K.ema_(buf, grad, momentum)  # B ← μB + (1 − μ)G, as buf.lerp_(G, 1 − μ)
-    if nesterov:
-        update = grad + (buf - grad) * momentum if isinstance(momentum, Tensor) else grad.lerp(buf, momentum)
-    else:
-        update = buf
-    rows, cols = matrix_shape(tuple(p.shape))
+    """Muon steps on matrices of one shape (a bucket of the ``("muon", *shape)`` layout): the momentum per tensor,
+    then ONE batched Newton–Schulz (``baddbmm``) on the stacked updates instead of one per matrix. Each matrix is
+    normalized by its own Frobenius norm and the batch's products are independent, so every matrix gets what it
+    gets alone: the same bits with bf16 products (default), within rounding with fp32/fp64 (tests/test_muon.py)."""
+    first = params[0]
+    rows, cols = matrix_shape(tuple(first.shape))
+    updates = []
+    for grad, (buf,) in zip(grads, states):
+        K.ema_(buf, grad, momentum)  # B ← μB + (1 − μ)G, as buf.lerp_(G, 1 − μ)
+        if not nesterov:
+            update = buf
+        elif isinstance(momentum, Tensor):
+            update = grad + (buf - grad) * momentum
+        else:
+            update = grad.lerp(buf, momentum)
+        updates.append(update.reshape(rows, cols))
     ortho = newton_schulz(
-        update.reshape(rows, cols),
+        updates[0] if len(updates) == 1 else torch.stack(updates),  # one alone: torch.optim.Muon's 2-D path
         steps=int(ns_steps),
         coefficients=tuple(ns_coefficients),
         eps=eps,
         eps_mode=eps_mode,
         dtype=NS_DTYPES[ns_dtype],
-        out_dtype=p.dtype,
-    ).view(p.shape)
-    K.decoupled_decay_(p, lr, weight_decay)
-    K.add_scaled_(p, ortho, -(lr * lr_scale(*((cols, rows) if transpose else (rows, cols)), adjust_lr)))
+        out_dtype=first.dtype,
+    ).reshape(len(params), *first.shape)
+    scale = lr * lr_scale(*((cols, rows) if transpose else (rows, cols)), adjust_lr)
+    for p, o in zip(params, ortho):
+        K.decoupled_decay_(p, lr, weight_decay)
+        K.add_scaled_(p, o, -scale)
+
+
+@batched(muon_bucket_update_)
+def muon_update_(p: Tensor, grad: Tensor, momentum_buffer: Tensor, *, step: K.Scalar, **hyper: Any) -> None:
+    """One Muon step on a matrix (or a ≥3-D tensor viewed as one): :func:`muon_bucket_update_` of one tensor (its
+    keyword arguments); other parameters take the fallback's update. ``transpose``: the weight is stored
+    (in, out) (Hugging Face ``Conv1D``): the lr scale uses the transposed shape."""
+    muon_bucket_update_([p], [grad], [[momentum_buffer]], steps=[step], **hyper)
 
 
 @dataclass(frozen=True)
@@ -368,28 +386,29 @@ class Muon(Optimizer):
         return {**synth, "lr": group["lr"], "weight_decay": group["weight_decay"]}
 
     # ------------------------------------------------------------------ pipeline hooks: one layout per algorithm
-    def layout(self, p: Tensor, group: dict[str, Any]) -> str:
-        """``"muon"`` for the parameters Muon orthogonalizes, ``"fallback"`` for the others."""
+    def layout(self, p: Tensor, group: dict[str, Any]) -> tuple | str:
+        """``("muon", *shape)`` for the parameters Muon orthogonalizes (a bucket, and so one batched
+        Newton–Schulz, per parameter shape), ``"fallback"`` for the others."""
         use_muon = group["use_muon"]
-        return "muon" if ((p.ndim >= 2) if use_muon is None else use_muon) else "fallback"
+        return ("muon", *p.shape) if ((p.ndim >= 2) if use_muon is None else use_muon) else "fallback"
 
     def state_keys(self, group):
-        if group[LAYOUT] == "muon":
+        if group[LAYOUT] != "fallback":
             return ("momentum_buffer",)
         return tuple(self._fallback(group["fallback"]).state_keys(self._fallback_group(group)))
 
     def init_state(self, p: Tensor, group: dict[str, Any]) -> list[Tensor]:
-        if group[LAYOUT] == "muon":
+        if group[LAYOUT] != "fallback":
             return [torch.zeros_like(p, memory_format=torch.preserve_format)]
         return self._fallback(group["fallback"]).init_state(p, self._fallback_group(group))
 
     def update_function(self, group):
-        return muon_update_ if group[LAYOUT] == "muon" else type(self._fallback(group["fallback"])).update
+        return muon_update_ if group[LAYOUT] != "fallback" else type(self._fallback(group["fallback"])).update
 
     update = staticmethod(muon_update_)
 
     def hyper(self, group):
-        if group[LAYOUT] != "muon":
+        if group[LAYOUT] == "fallback":
             return self._fallback(group["fallback"]).hyper(self._fallback_group(group))
         return dict(
             lr=group["lr"],

@@ -55,6 +55,7 @@ from .. import registry as R
 from ..curvature.newton_schulz import newton_schulz
 from . import _kernels as K
 from ._base import Optimizer
+from ._compiled import batched
 from ._rules import OneOf, Range
 
 NORMS = (
@@ -75,6 +76,8 @@ NORMS = (
 ANY_SHAPE = ("auto", "bias_rms", "euclidean", "sign_unnormalized")
 NS_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 NS_EPS = 1e-7
+#: the norms whose LMO is Newton–Schulz (batched over same-shape parameters: one bucket per shape)
+SPECTRAL = ("spectral", "spectral_max", "spectral_conv")
 
 
 def resolve_norm(norm: str, ndim: int) -> str:
@@ -97,15 +100,8 @@ def lmo(d: Tensor, norm: str, *, transpose: bool = False, eps: float = 1e-8, ns_
         return torch.sign(d)
     rows, cols = d.shape[0], math.prod(d.shape[1:])
     m = d.reshape(rows, cols)
-    if norm in ("spectral", "spectral_max", "spectral_conv"):
-        u = newton_schulz(m, steps=5, coefficients="muon", eps=NS_EPS, eps_mode="add", dtype=NS_DTYPES[ns_dtype])
-        u = u.to(d.dtype).view(d.shape)
-        if norm == "spectral_conv":
-            if d.ndim >= 3:  # (out, in, k, ..., k): √(out/in) / k^(ndim−2), as the authors' SpectralConv
-                u = u * ((d.shape[0] / d.shape[1]) ** 0.5 / d.shape[2] ** (d.ndim - 2))
-            return u
-        scale = (cols / rows if transpose else rows / cols) ** 0.5  # √(d_out/d_in) of the stored orientation
-        return u * (max(1.0, scale) if norm == "spectral_max" else scale)
+    if norm in SPECTRAL:
+        return spectral_lmos([d], norm, transpose=transpose, ns_dtype=ns_dtype)[0]
     if norm == "sign":
         return torch.sign(m).view(d.shape) / (rows if transpose else cols)
     if transpose:
@@ -122,12 +118,31 @@ def lmo(d: Tensor, norm: str, *, transpose: bool = False, eps: float = 1e-8, ns_
     return (out.T if transpose else out).reshape(d.shape)
 
 
-def scion_update_(
-    p: Tensor,
-    grad: Tensor,
-    d: Tensor,
+def spectral_lmos(ds: list[Tensor], norm: str, *, transpose: bool, ns_dtype: str) -> list[Tensor]:
+    """The spectral LMOs of same-shape tensors with ONE (batched) Newton–Schulz: UVᵀ of each (out, in·k…) matrix,
+    each normalized by its own norm (the same bits as one call per matrix with bf16 products), times the norm's
+    factor: √(d_out/d_in) (of the stored orientation), max(1, √(d_out/d_in)), or SpectralConv's."""
+    shape = tuple(ds[0].shape)
+    rows, cols = shape[0], math.prod(shape[1:])
+    m = ds[0].reshape(rows, cols) if len(ds) == 1 else torch.stack([d.reshape(rows, cols) for d in ds])
+    u = newton_schulz(m, steps=5, coefficients="muon", eps=NS_EPS, eps_mode="add", dtype=NS_DTYPES[ns_dtype])
+    u = u.to(ds[0].dtype).reshape(len(ds), *shape)
+    if norm == "spectral_conv":
+        if len(shape) < 3:
+            return list(u)
+        factor = (shape[0] / shape[1]) ** 0.5 / shape[2] ** (len(shape) - 2)  # (out, in, k, ..., k), as SpectralConv
+    else:
+        factor = (cols / rows if transpose else rows / cols) ** 0.5  # √(d_out/d_in) of the stored orientation
+        factor = max(1.0, factor) if norm == "spectral_max" else factor
+    return [ui * factor for ui in u]
+
+
+def scion_bucket_update_(
+    params: list[Tensor],
+    grads: list[Tensor],
+    states: list[list[Tensor]],
     *,
-    step: K.Scalar,
+    steps: list[K.Scalar],
     lr: K.Scalar,
     momentum: K.Scalar,
     scale: K.Scalar,
@@ -137,15 +152,31 @@ def scion_update_(
     eps: float,
     ns_dtype: str,
 ) -> None:
-    """d ← (1 − α)d + αg; x ← (1 − γ)x − γρ·lmo(d) (constrained) or x ← x − γρ·lmo(d) (unconstrained)."""
-    if isinstance(momentum, Tensor):
-        d.mul_(1 - momentum).add_(grad * momentum)
+    """d ← (1 − α)d + αg; x ← (1 − γ)x − γρ·lmo(d) (constrained) or x ← x − γρ·lmo(d) (unconstrained), for a
+    bucket of parameters: same-shape ones with a spectral norm (the ``("spectral", *shape)`` layout) get their
+    LMOs from ONE batched Newton–Schulz (:func:`spectral_lmos`), with the bits of one call each."""
+    for grad, (d,) in zip(grads, states):
+        if isinstance(momentum, Tensor):
+            d.mul_(1 - momentum).add_(grad * momentum)
+        else:
+            d.lerp_(grad, momentum)
+    ds = [d for (d,) in states]
+    resolved = resolve_norm(norm, ds[0].ndim)
+    if resolved in SPECTRAL:
+        lmos = spectral_lmos(ds, resolved, transpose=transpose, ns_dtype=ns_dtype)
     else:
-        d.lerp_(grad, momentum)
-    update = lmo(d, norm, transpose=transpose, eps=eps, ns_dtype=ns_dtype) * scale
-    if not unconstrained:
-        p.mul_(1 - lr)
-    K.add_scaled_(p, update, -lr)
+        lmos = [lmo(d, norm, transpose=transpose, eps=eps, ns_dtype=ns_dtype) for d in ds]
+    for p, u in zip(params, lmos):
+        if not unconstrained:
+            p.mul_(1 - lr)
+        K.add_scaled_(p, u * scale, -lr)
+
+
+@batched(scion_bucket_update_)
+def scion_update_(p: Tensor, grad: Tensor, d: Tensor, *, step: K.Scalar, **hyper: Any) -> None:
+    """d ← (1 − α)d + αg; x ← (1 − γ)x − γρ·lmo(d) (constrained) or x ← x − γρ·lmo(d) (unconstrained):
+    :func:`scion_bucket_update_` of one tensor (its keyword arguments)."""
+    scion_bucket_update_([p], [grad], [[d]], steps=[step], **hyper)
 
 
 class Scion(Optimizer):
@@ -208,6 +239,11 @@ class Scion(Optimizer):
                     raise ValueError(f"norm={group['norm']!r} needs ≥ 2-D parameters, got shape {tuple(p.shape)}")
 
     update = staticmethod(scion_update_)
+
+    def layout(self, p: Tensor, group: dict[str, Any]) -> tuple | None:
+        """``("spectral", *shape)`` for the parameters whose LMO is Newton–Schulz (a bucket, and so one batched
+        Newton–Schulz, per parameter shape), ``None`` for the others."""
+        return ("spectral", *p.shape) if resolve_norm(group["norm"], p.ndim) in SPECTRAL else None
 
 
 R.register(
