@@ -136,3 +136,17 @@ def build_peer(peer: Peer, spec, params) -> torch.optim.Optimizer:
 def load_libraries(names, loader: Callable[[str], Library | None] = load_library) -> dict[str, Library | None]:
     """Each of ``names`` loaded (None: not installed)."""
     return {name: loader(name) for name in names}
+
+
+def keeping_grads(step, params):
+    """``step(n)`` that puts each parameter's gradient back before every step: HeavyBall sets ``p.grad = None``
+    after its step, which would make every timed step after the first a no-op."""
+    grads = [p.grad for p in params]
+
+    def run(steps: int) -> None:
+        for _ in range(steps):
+            for p, g in zip(params, grads):
+                p.grad = g
+            step(1)
+
+    return run

@@ -296,17 +296,7 @@ def peer_candidate(peer: _peers.Peer, spec, args) -> Candidate:
         params = make_params(args.params, args.tensors, device=args.device)
         closure = _closure_for(spec, params)
         step = _stepper(_peers.build_peer(peer, spec, params), closure)
-        if closure is not None:
-            return step
-        grads = [p.grad for p in params]
-
-        def run(steps: int) -> None:  # HeavyBall sets p.grad = None after its step: put the gradients back
-            for _ in range(steps):
-                for p, g in zip(params, grads):
-                    p.grad = g
-                step(1)
-
-        return run
+        return step if closure is not None else _peers.keeping_grads(step, params)
 
     label = peer.label + _suffix(spec)
     return Candidate(label, spec.name, _bytes(spec, args), build, compiled=peer.compiles, peer=True)
