@@ -17,8 +17,7 @@ import torch
 from torch import Tensor
 
 from .. import registry
-from ..optim import Rule
-from ..optim._compat import is_checkpoint_init
+from ..optim import Rule, is_checkpoint_init
 
 #: the prefix of the base optimizer's per-parameter state in a wrapper's state dict
 BASE = "base."
@@ -104,7 +103,7 @@ class WrapperOptimizer(torch.optim.Optimizer):
     # ----------------------------------------------------------------- checkpoints
     def _checkpoint_init(self) -> bool:
         """A step without a closure of a wrapper that needs one: torch.distributed.checkpoint creating a fresh
-        wrapper's state (see ``optim._compat.is_checkpoint_init``) is answered here, updating nothing; False
+        wrapper's state (see ``optim.is_checkpoint_init``) is answered here, updating nothing; False
         means the call is a user's and must raise."""
         if not is_checkpoint_init(self, self.state):
             return False
