@@ -4,9 +4,13 @@ optimizer (closure or not), and one spawn of 2 gloo processes per test module.""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -158,3 +162,13 @@ def guarded(fn: Callable[[], Any]) -> Any:
         return fn()
     except Exception as err:
         return f"{type(err).__name__}: {err}"
+
+
+def run_example(script: str, *args: str, timeout: int = 300) -> str:
+    """Run ``examples/<script>`` with this checkout's sources in a fresh process; its stdout (it must succeed)."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), os.environ.get("PYTHONPATH", "")])}
+    argv = [sys.executable, str(root / "examples" / script), *args]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout

@@ -9,10 +9,6 @@ The two processes are spawned once for the module; each case's numbers come back
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -232,14 +228,5 @@ def test_dcp_reshard_two_ranks_to_one_and_back(results, name):
 
 
 def test_the_fsdp2_muon_example_resumes_identically():
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run(
-        [sys.executable, str(root / "examples" / "fsdp2_muon.py"), "--steps", "4"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "resumed run identical to the uninterrupted one: True" in proc.stdout
+    out = D.run_example("fsdp2_muon.py", "--steps", "4")
+    assert "resumed run identical to the uninterrupted one: True" in out

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from optimlab.wrappers.sam import SAM
+from tests import _distributed as D
 
-ROOT = Path(__file__).resolve().parents[1]
 HP = dict(lr=0.1, momentum=0.9, rho=0.2)
 STEPS = 3
 
@@ -103,13 +100,5 @@ def test_ddp_no_sync_first_pass_equals_m_sharpness_and_overflow_is_agreed(tmp_pa
 
 
 def test_the_sam_amp_ddp_example_runs():
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "sam_amp_ddp.py"), "--steps", "4", "--batch-size", "32"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "replicas identical: True" in proc.stdout
+    out = D.run_example("sam_amp_ddp.py", "--steps", "4", "--batch-size", "32", timeout=120)
+    assert "replicas identical: True" in out
