@@ -144,19 +144,22 @@ class WrapperOptimizer(torch.optim.Optimizer):
         own, base = self._split_state_dict(state_dict)
         self._check_state_dict(own)
         if "base_state" not in state_dict:
-            self._check_base_kept(state_dict, base["state"])
+            self._check_base_kept(state_dict, base)
         try:
             self.base.load_state_dict(base)
         except ValueError as err:
             raise ValueError(f"{type(self).__name__}: the base optimizer's state (keys '{BASE}<name>'): {err}") from err
         self.param_groups = self.base.param_groups
-        params = [p for g in self.param_groups for p in g["params"]]
-        saved_ids = [i for g in own["param_groups"] for i in g["params"]]
         self.state.clear()
-        for saved_id, p in zip(saved_ids, params):
-            saved = own["state"].get(saved_id)
+        for _, p, saved in self._saved(own):
             if saved or p in self.base.state:  # an entry, maybe empty, wherever there is state (DCP reads that)
                 self.state[p] = {n: v.to(device=p.device, copy=True) for n, v in (saved or {}).items()}
+
+    def _saved(self, state_dict: dict[str, Any]) -> list[tuple[int, Tensor, Any]]:
+        """(index, parameter, its saved entry or None) in param-group order."""
+        params = [p for g in self.param_groups for p in g["params"]]
+        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        return [(i, p, state_dict["state"].get(saved_id)) for i, (saved_id, p) in enumerate(zip(saved_ids, params))]
 
     def _split_state_dict(self, state_dict: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """(the wrapper's own state dict, the base's) of a wrapper state dict of either layout."""
@@ -178,14 +181,12 @@ class WrapperOptimizer(torch.optim.Optimizer):
                 base[index] = base_part
         return {**state_dict, "state": own}, {"state": base, "param_groups": groups}
 
-    def _check_base_kept(self, state_dict: dict[str, Any], base: dict[Any, Any]) -> None:
+    def _check_base_kept(self, state_dict: dict[str, Any], base: dict[str, Any]) -> None:
         """A saved entry without the base's keys for a parameter whose base has state now: the checkpoint lost them
         (torch.distributed.checkpoint's ``flatten_optimizer_state_dict=True`` keeps only the keys it finds in
         ``optimizer.state[p]``, where a wrapper keeps its own state only)."""
-        params = [p for g in self.param_groups for p in g["params"]]
-        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
-        for index, (saved_id, p) in enumerate(zip(saved_ids, params)):
-            if isinstance(state_dict["state"].get(saved_id), dict) and saved_id not in base and self.base.state.get(p):
+        for (index, p, saved), (_, _, base_saved) in zip(self._saved(state_dict), self._saved(base)):
+            if isinstance(saved, dict) and base_saved is None and self.base.state.get(p):
                 raise ValueError(
                     f"{type(self).__name__}.load_state_dict: the saved state of parameter {index} has no base "
                     f"optimizer state ('{BASE}<name>' keys) but the base keeps state for it: the checkpoint lost "
@@ -195,10 +196,7 @@ class WrapperOptimizer(torch.optim.Optimizer):
     def _check_state_dict(self, state_dict: dict[str, Any]) -> None:
         owner = type(self).__name__
         allowed = {*self.scalar_state, *self.own_state, *getattr(self, "_transient_keys", ())}
-        params = [p for g in self.param_groups for p in g["params"]]
-        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
-        for index, (saved_id, p) in enumerate(zip(saved_ids, params)):
-            saved = state_dict["state"].get(saved_id)
+        for index, p, saved in self._saved(state_dict):
             for key, value in saved.items() if isinstance(saved, dict) else ():
                 if key not in allowed:
                     raise ValueError(
