@@ -49,7 +49,16 @@ def test_summary_and_markdown(filled_store):
     assert d["stats"]["adamw"]["runs"] == 6
     md = report.render_markdown(summary)
     assert "| 1–" in md and "adamw" in md and "sgd" in md and "`defaults`" in md
-    assert all(f"| {w} | " in md for w in WORKLOADS)  # the per-workload outcome table
+    assert all(f"| {w} | " in md for w in WORKLOADS)  # the per-workload winners
+    # outcomes: one row per optimizer (the catalogue grows), one column per workload with its target
+    defaults_md = md[md.index("## Ruleset `defaults`") :]
+    outcome_rows = defaults_md[defaults_md.index("| optimizer | quad_noisy ≤") :].splitlines()
+    assert all(f" {w} ≤" in outcome_rows[0] or f" {w} ≥" in outcome_rows[0] for w in WORKLOADS)
+    assert [r.split(" | ")[0] for r in outcome_rows[2:5]] == [
+        f"| {a}" for a in [r["algorithm"] for r in report.leaderboard_rows(d)]
+    ]
+    assert all(r.count(" | ") == len(WORKLOADS) for r in outcome_rows[2:5])
+    assert outcome_rows[2].count("—") == len(WORKLOADS) - 1  # the lr variant ran one workload
     assert sum(o["runs"] for o in d["outcomes"]["adamw"].values()) == 6
     report.write_json(summary, str(path / "summary.json"))
     assert json.loads((path / "summary.json").read_text())["suite"] == version

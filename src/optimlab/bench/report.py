@@ -154,6 +154,13 @@ def outcomes(records: list[dict[str, Any]], ruleset: str) -> dict[str, dict[str,
     return out
 
 
+def target_text(w: Mapping[str, Any]) -> str:
+    """A workload's target as it reads in every table: ``≥0.871``, ``≤1e-06``."""
+    if w.get("target") is None:
+        return "—"
+    return f"{'≥' if w.get('direction') == 'max' else '≤'}{w['target']:g}"
+
+
 def outcome_cell(o: Mapping[str, Any] | None) -> str:
     if not o:
         return "—"

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import scoring, svg
 from .html_kit import CSS, JS, colors, download_link, fmt_bytes, fmt_time, heat, opt_num, sortable, table
-from .report import CLOCK_NAMES, _workload_order, leaderboard_rows, outcome_cell, winning_hparams
+from .report import CLOCK_NAMES, _workload_order, leaderboard_rows, outcome_cell, target_text, winning_hparams
 
 _NO_TABLE = "none — T uses each run's own amortized step time"
 
@@ -66,7 +66,7 @@ def _winners(summary: Mapping[str, Any], sc: Mapping[str, Any], ruleset: str) ->
         win = sc.get("winners", {}).get(w["id"])
         if not win:
             continue
-        target = f"{'≥' if w.get('direction') == 'max' else '≤'} {w.get('target')}"
+        target = target_text(w)
         who = win["winner"] if win["reached"] else f"nobody; closest {win['winner']}"
         how = f"{win['time']:,.0f} gradients" if win["reached"] else f"{win['distance']:.2g} decades away"
         hp = best.get(win["winner"], {}).get(w["id"], {}).get("hparams", {})
@@ -116,15 +116,18 @@ def _hparams(summary: Mapping[str, Any], ruleset: str) -> list[str]:
 
 
 def _outcomes(summary: Mapping[str, Any], sc: Mapping[str, Any], ruleset: str) -> list[str]:
-    algs = [r["algorithm"] for r in leaderboard_rows(sc)]
+    workloads = summary["workloads"]
     rows = []
-    for w in summary["workloads"]:
-        target = f"{'≥' if w.get('direction') == 'max' else '≤'} {w.get('target')}"
-        rows.append([w["id"], target] + [outcome_cell(sc.get("outcomes", {}).get(a, {}).get(w["id"])) for a in algs])
+    for row in leaderboard_rows(sc):
+        mine = sc.get("outcomes", {}).get(row["algorithm"], {})
+        cells = [(outcome_cell(o), o["hits"] if o else -1) for o in (mine.get(w["id"]) for w in workloads)]
+        rows.append([row["algorithm"], *cells])
+    headers = [f"{w['id']} {target_text(w)}" for w in workloads]
     return [
-        "<h3>Outcomes</h3><p class='note'>Runs that hit the target · median of the runs' best metric · median "
-        "steps to target (diverged and failed runs counted).</p>",
-        table(["workload", "target", *algs], rows, left=2 + len(algs), tid=f"outcomes-table-{ruleset}"),
+        "<h3>Outcomes</h3><p class='note'>One row per optimizer, in leaderboard order: runs that hit the target · "
+        "median of the runs' best metric · median steps to target (diverged and failed runs counted). Click a "
+        "workload to sort by its hits.</p>",
+        table(["optimizer", *headers], rows, tid=f"outcomes-table-{ruleset}"),
     ]
 
 
@@ -313,9 +316,7 @@ def _memory(sc: Mapping[str, Any]) -> list[str]:
 def _workloads(summary: Mapping[str, Any]) -> list[str]:
     rows = []
     for w in summary["workloads"]:
-        target = f"{'≥' if w.get('direction') == 'max' else '≤'} {w.get('target')}" + (
-            " (provisional)" if w.get("provisional") else ""
-        )
+        target = target_text(w) + (" (provisional)" if w.get("provisional") else "")
         rows.append(
             [
                 w["id"],

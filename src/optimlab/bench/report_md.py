@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import scoring
-from .report import leaderboard_rows, outcome_cell
+from .report import leaderboard_rows, outcome_cell, target_text
 
 
 def _header(summary: Mapping[str, Any]) -> list[str]:
@@ -46,7 +46,7 @@ def _winners(sc: Mapping[str, Any], workloads: list[Mapping[str, Any]]) -> list[
         win = sc.get("winners", {}).get(w["id"])
         if not win:
             continue
-        target = f"{'≥' if w['direction'] == 'max' else '≤'}{w['target']:g}"
+        target = target_text(w)
         if win["reached"]:
             who = f"**{win['winner']}** ({win['time']:,.0f})"
         else:
@@ -80,18 +80,17 @@ def _board(sc: Mapping[str, Any], baseline: str) -> list[str]:
 
 
 def _outcomes(sc: Mapping[str, Any], workloads: list[Mapping[str, Any]]) -> list[str]:
-    algorithms = [r["algorithm"] for r in leaderboard_rows(sc)]
+    """One row per optimizer (leaderboard order), one column per workload: the catalogue grows, the suite does not."""
     lines = [
         "",
-        "Per workload: runs that hit the target · median of the runs' best metric · median steps to target.",
+        "Outcomes: runs that hit the target · median of the runs' best metric · median steps to target.",
         "",
-        "| workload | target | " + " | ".join(algorithms) + " |",
-        "|---|---|" + "---|" * len(algorithms),
+        "| optimizer | " + " | ".join(f"{w['id']} {target_text(w)}" for w in workloads) + " |",
+        "|---|" + "---|" * len(workloads),
     ]
-    for w in workloads:
-        target = f"{'≥' if w['direction'] == 'max' else '≤'}{w['target']:g}"
-        cells = [outcome_cell(sc.get("outcomes", {}).get(a, {}).get(w["id"])) for a in algorithms]
-        lines.append(f"| {w['id']} | {target} | " + " | ".join(cells) + " |")
+    for row in leaderboard_rows(sc):
+        mine = sc.get("outcomes", {}).get(row["algorithm"], {})
+        lines.append(f"| {row['algorithm']} | " + " | ".join(outcome_cell(mine.get(w["id"])) for w in workloads) + " |")
     return lines
 
 
