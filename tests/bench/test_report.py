@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from optimlab.bench import adapters, report, stepcost, store, sweep, tuning
+from optimlab.bench import adapters, report, report_html, stepcost, store, sweep, tuning
 from optimlab.bench import workloads as W
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -97,6 +97,25 @@ def test_html_is_self_contained(filled_store):
     assert 'download="winning-hparams-defaults.csv" href="data:text/csv;base64,' in html
     assert 'stroke-width="0.8"' in html  # individual runs beside the median
     assert "Unfinished sweep" not in html
+    assert "<details><summary>show all" not in html  # a few rows: the hyperparameter table is open
+
+
+def test_a_catalogue_sized_report_folds_long_tables_and_colours_the_leaders(filled_store, monkeypatch):
+    rs, version, _ = filled_store
+    monkeypatch.setattr(report_html, "FOLD_ROWS", 1)
+    monkeypatch.setattr(report_html, "HIGHLIGHT", 1)
+    summary = report.build(rs, suite=version, n_boot=0)
+    html = report.render_html(summary)
+    assert re.search(r"<details><summary>show all \d+ optimizer × workload rows</summary><div", html)
+    assert "<details><summary>show the matrix (3 optimizers)</summary>" in html  # defaults: adamw, its variant, sgd
+    assert 'id="hparams-table-defaults"' in html and 'download="winning-hparams-defaults.json"' in html
+    d = summary["rulesets"]["defaults"]
+    leader = report.leaderboard_rows(d)[0]["algorithm"]
+    assert report_html.in_colour(summary, d) == [leader] + (["adamw"] if leader != "adamw" else [])
+    greys = 3 - len(report_html.in_colour(summary, d))
+    assert f"Grey, without a legend entry: the other {greys} optimizers." in html
+    assert f'stroke="{report_html.OTHERS}" stroke-width="0.8"' in html  # drawn, thin and grey
+    assert "others left out)." in html  # the curves draw the leaders only
 
 
 def test_unfinished_sweep_shows_a_banner(tmp_path):

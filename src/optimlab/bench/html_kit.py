@@ -112,6 +112,11 @@ def colors(algorithms: list[str]) -> dict[str, str]:
     return {a: svg.color(i) for i, a in enumerate(algorithms)}
 
 
+def fold(html: str, summary: str) -> str:
+    """``html`` collapsed under a one-line ``summary`` the reader can open (long tables of a whole catalogue)."""
+    return f"<details><summary>{escape(summary)}</summary>{html}</details>"
+
+
 def opt_num(v: float | None, suffix: str) -> tuple[str, Any]:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return ("—", "")

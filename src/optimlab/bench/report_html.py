@@ -13,10 +13,15 @@ from html import escape
 from typing import Any
 
 from . import scoring, svg
-from .html_kit import CSS, JS, colors, download_link, fmt_bytes, fmt_time, heat, opt_num, sortable, table
+from .html_kit import CSS, JS, colors, download_link, fmt_bytes, fmt_time, fold, heat, opt_num, sortable, table
 from .report import CLOCK_NAMES, _workload_order, leaderboard_rows, outcome_cell, target_text, winning_hparams
 
 _NO_TABLE = "none — T uses each run's own amortized step time"
+#: a catalogue-sized ruleset: plots draw the leaderboard's first HIGHLIGHT optimizers (and the baseline) in colour,
+#: the rest grey or not at all; tables longer than FOLD_ROWS rows start folded
+HIGHLIGHT = 8
+FOLD_ROWS = 60
+OTHERS = "#c7c7c7"
 
 
 def _gave_up(summary: Mapping[str, Any]) -> int:
@@ -107,11 +112,14 @@ def _hparams(summary: Mapping[str, Any], ruleset: str) -> list[str]:
         ]
         for r in rows
     ]
+    grid = table(["optimizer", "workload", "status", "objective", *keys], body, left=3, tid=f"hparams-table-{ruleset}")
+    if len(rows) > FOLD_ROWS:  # a whole catalogue: folded, so the outcomes and the leaderboard stay in view
+        grid = fold(grid, f"show all {len(rows)} optimizer × workload rows")
     return [
         "<h3>Winning hyperparameters per optimizer × workload</h3><p class='note'>The best run of each (objective: "
         "budget used to the target / max_steps on a hit, 1–2 by distance on a miss). "
         f"Download: {' · '.join(links)}</p>",
-        table(["optimizer", "workload", "status", "objective", *keys], body, left=3, tid=f"hparams-table-{ruleset}"),
+        grid,
     ]
 
 
@@ -165,14 +173,26 @@ def _leaderboard(summary: Mapping[str, Any], sc: Mapping[str, Any], ruleset: str
     ]
 
 
-def _profiles(sc: Mapping[str, Any], cmap: Mapping[str, str]) -> list[str]:
-    parts = ["<h3>Performance profiles</h3><div class='grid'>"]
+def in_colour(summary: Mapping[str, Any], sc: Mapping[str, Any]) -> list[str]:
+    """The optimizers the plots draw in colour: all of a small ruleset; of a catalogue, the leaderboard's first
+    :data:`HIGHLIGHT` and the baseline."""
+    ranked = [r["algorithm"] for r in leaderboard_rows(sc)]
+    if len(ranked) <= HIGHLIGHT + 1:
+        return ranked
+    shown = ranked[:HIGHLIGHT]
+    return shown + [summary["baseline"]] if summary["baseline"] in ranked[HIGHLIGHT:] else shown
+
+
+def _profile(name: str, points: list[tuple[float, float]], colour: str, *, grey: bool) -> svg.Series:
+    return svg.Series(name, [p[0] for p in points], [p[1] for p in points], colour, step=True, thin=grey)
+
+
+def _profiles(sc: Mapping[str, Any], shown: list[str], cmap: Mapping[str, str]) -> list[str]:
+    others = [a for a in sc["algorithms"] if a not in shown]
+    note = f" Grey, without a legend entry: the other {len(others)} optimizers." if others else ""
+    parts = [f"<h3>Performance profiles</h3><p class='note'>{note.strip()}</p><div class='grid'>"]
     for clock in ("T", "S", "G"):
         curves = sc["clocks"][clock]["curves"]
-        series = [
-            svg.Series(a, [p[0] for p in curves[a]], [p[1] for p in curves[a]], cmap[a], step=True)
-            for a in sc["algorithms"]
-        ]
         plot = svg.Plot(
             title=CLOCK_NAMES[clock],
             xlabel="τ (ratio to the fastest)",
@@ -180,7 +200,8 @@ def _profiles(sc: Mapping[str, Any], cmap: Mapping[str, str]) -> list[str]:
             xlim=(1.0, scoring.R_MAX),
             ylim=(0.0, 1.02),
             css_class="plot profile",
-            series=series,
+            series=[_profile(a, curves[a], OTHERS, grey=True) for a in others]
+            + [_profile(a, curves[a], cmap[a], grey=False) for a in shown],
         )
         parts.append(plot.render())
     parts.append("</div>")
@@ -190,8 +211,13 @@ def _profiles(sc: Mapping[str, Any], cmap: Mapping[str, str]) -> list[str]:
 def _winrate_and_times(sc: Mapping[str, Any]) -> list[str]:
     wr, algs = sc["clocks"]["T"]["winrate"], sc["algorithms"]
     rows = [[a] + [("—", "") if a == b else (f"{wr[a][b]:.2f}", wr[a][b], heat(wr[a][b])) for b in algs] for a in algs]
+    long = len(algs) * len(algs) > FOLD_ROWS * len(sc["workloads"])
+
+    def maybe_fold(html: str, what: str) -> str:
+        return fold(html, f"show {what} ({len(algs)} optimizers)") if long else html
+
     parts = ["<h3>Win-rate matrix (T)</h3><p class='note'>Row beats column on this fraction of workloads (ties ½).</p>"]
-    parts.append(table(["row vs column", *algs], rows, cls="winrate"))
+    parts.append(maybe_fold(table(["row vs column", *algs], rows, cls="winrate"), "the matrix"))
     parts.append("<h3>Per-workload times</h3>")
     for clock in ("G", "S", "T"):
         times = sc["clocks"][clock]["times"]
@@ -199,20 +225,24 @@ def _winrate_and_times(sc: Mapping[str, Any]) -> list[str]:
             [a] + [(fmt_time(times[a].get(w), clock), sortable(times[a].get(w))) for w in sc["workloads"]] for a in algs
         ]
         parts.append(f"<p class='note'>{escape(CLOCK_NAMES[clock])}</p>")
-        parts.append(table(["optimizer", *sc["workloads"]], rows))
+        parts.append(maybe_fold(table(["optimizer", *sc["workloads"]], rows), f"the times on {clock}"))
     return parts
 
 
-def _curves(summary: Mapping[str, Any], sc: Mapping[str, Any], ruleset: str, cmap: Mapping[str, str]) -> list[str]:
+def _curves(
+    summary: Mapping[str, Any], sc: Mapping[str, Any], ruleset: str, shown: list[str], cmap: Mapping[str, str]
+) -> list[str]:
+    left_out = len(sc["algorithms"]) - len(shown)
     parts = [
         f"<h3>Per-workload curves — {escape(ruleset)}</h3><p class='note'>Thin lines: every run (each seed, or the "
-        "best trial of each study); thick: their median, with the interquartile band; dashed: the target.</p>"
-        "<div class='grid'>"
+        "best trial of each study); thick: their median, with the interquartile band; dashed: the target."
+        + (f" The leaderboard's first {HIGHLIGHT} and the baseline ({left_out} others left out)." if left_out else "")
+        + "</p><div class='grid'>"
     ]
     info = {w["id"]: w for w in summary["workloads"]}
     for w, per_alg in sorted(summary["curves"].get(ruleset, {}).items(), key=lambda kv: _workload_order(kv[0])):
         series = []
-        for a in sc["algorithms"]:
+        for a in shown:
             c = per_alg.get(a)
             if c:
                 series += [
@@ -235,7 +265,7 @@ def _curves(summary: Mapping[str, Any], sc: Mapping[str, Any], ruleset: str, cma
     return parts
 
 
-def _tuning(sc: Mapping[str, Any], cmap: Mapping[str, str]) -> list[str]:
+def _tuning(sc: Mapping[str, Any], shown: list[str], cmap: Mapping[str, str]) -> list[str]:
     if not sc.get("tuning_budget"):
         return []
     parts = [
@@ -243,7 +273,8 @@ def _tuning(sc: Mapping[str, Any], cmap: Mapping[str, str]) -> list[str]:
         "solved by the best of k random trials. Others: tuning objective per trial against its learning rate (≤ 1: "
         "hit; 1–2: miss, by distance to the target; 2: diverged; 3: error).</p><div class='grid'>"
     ]
-    series = [svg.Series(a, list(range(1, len(c) + 1)), c, cmap[a]) for a, c in sc["tuning_budget"].items() if c]
+    budget = sc["tuning_budget"]
+    series = [svg.Series(a, list(range(1, len(budget[a]) + 1)), budget[a], cmap[a]) for a in shown if budget.get(a)]
     parts.append(
         svg.Plot(
             title="tuning budget",
@@ -256,7 +287,7 @@ def _tuning(sc: Mapping[str, Any], cmap: Mapping[str, str]) -> list[str]:
     )
     for w in sc["workloads"]:
         series = []
-        for a in sc["algorithms"]:
+        for a in shown:
             pts = sc["lr_sensitivity"].get(a, {}).get(w)
             if pts:
                 series.append(svg.Series(a, [p[0] for p in pts], [p[1] for p in pts], cmap[a], markers=True))
@@ -376,11 +407,15 @@ def _environment(summary: Mapping[str, Any]) -> list[str]:
 def render_html(summary: Mapping[str, Any]) -> str:
     """The whole report (sections above, per ruleset), as one HTML string."""
     parts = _head(summary)
-    cmap = colors(sorted({a for sc in summary["rulesets"].values() for a in sc["algorithms"]}))
+    everyone = sorted({a for sc in summary["rulesets"].values() for a in sc["algorithms"]})
     for ruleset, sc in summary["rulesets"].items():
+        shown = in_colour(summary, sc)
+        # one colour per optimizer across rulesets, unless there are more optimizers than colours
+        cmap = colors(everyone) if len(everyone) <= len(svg.PALETTE) else colors(shown)
         parts += _winners(summary, sc, ruleset) + _hparams(summary, ruleset) + _outcomes(summary, sc, ruleset)
-        parts += _leaderboard(summary, sc, ruleset) + _profiles(sc, cmap) + _winrate_and_times(sc)
-        parts += _curves(summary, sc, ruleset, cmap) + _tuning(sc, cmap) + _tests(summary, sc, ruleset) + _memory(sc)
+        parts += _leaderboard(summary, sc, ruleset) + _profiles(sc, shown, cmap) + _winrate_and_times(sc)
+        parts += _curves(summary, sc, ruleset, shown, cmap) + _tuning(sc, shown, cmap)
+        parts += _tests(summary, sc, ruleset) + _memory(sc)
     parts += _workloads(summary) + _environment(summary)
     parts.append(f"<script>{JS}</script></body></html>")
     return "".join(parts)
