@@ -156,3 +156,25 @@ def test_a_gradient_jump_beyond_fp32_range_keeps_a_positive_finite_step_size(lip
         opt.step(closure)
         eta = float(opt.state[x]["eta"])
         assert math.isfinite(eta) and eta > 0
+
+
+def test_the_growth_bound_stops_at_the_largest_fp32_step_size_while_the_gradient_is_zero():
+    """With ∇F = 0 only √(1 + θ)·η bounds η (×1.618 a step): after ~190 steps it leaves fp32's range. It used to
+    raise "value cannot be converted to type float without overflow" (a benchmark run of a dead ReLU CNN)."""
+    x = torch.ones(4, requires_grad=True)
+    opt = OASIS([x], lipschitz="previous_gradient")
+
+    def closure():
+        opt.zero_grad()
+        loss = 0.0 * (x**2).sum()  # zero gradient, with a graph for the Hessian-vector products
+        loss.backward(create_graph=True)
+        return loss
+
+    etas = []
+    for _ in range(200):
+        opt.step(closure)
+        etas.append(float(opt.state[x]["eta"]))
+    biggest = torch.finfo(torch.float32).max
+    assert etas[100] < etas[101] < biggest  # still growing
+    assert etas[-1] == biggest and float(opt.state[x]["theta"]) == 1.0  # stopped at the cap, θ = η/η_prev
+    assert torch.equal(x.detach(), torch.ones(4))  # a zero gradient moves nothing

@@ -58,6 +58,8 @@ class OASIS(SecondOrderOptimizer):
     ``lr`` multiplies η_k (1.0 = the paper; it lets LR schedulers act). Each param group runs its own step-size
     sequence (norms over the group's parameters); with one group this is Algorithm 1. If the Lipschitz ratio is
     undefined (w or ∇F did not change) only the growth bound √(1 + θ)·η applies, and η is kept if that is infinite.
+    That bound grows η geometrically (×1.618 per step) while the gradient stays zero (a dead ReLU network): η stops
+    at the largest finite value of its dtype (fp32: after ~190 such steps) instead of overflowing it.
     η and θ are stored as 0-d tensors (compute dtype, CPU) in the state of every parameter of the group.
     """
 
@@ -185,6 +187,7 @@ class OASIS(SecondOrderOptimizer):
             eta = min(grow, lipschitz)
             if not (math.isfinite(eta) and eta > 0):  # no usable estimate (non-finite or vanishing): keep η
                 eta = eta_prev
+            eta = min(eta, torch.finfo(history[0].state["eta"].dtype).max)  # see the class docstring
             theta = eta / eta_prev
         for e in members:
             e.state["eta"].fill_(eta)
