@@ -38,6 +38,18 @@ def test_unknown_optimizer_fails_clearly(tmp_path, capsys):
     assert rc == 2 and "unknown suite" in capsys.readouterr().err
 
 
+def test_all_is_the_whole_catalogue(tmp_path, capsys):
+    from optimlab import registry
+    from optimlab.bench import adapters
+
+    assert [h.id for h in adapters.resolve_many("all,torch:AdamW,adamw")] == [*registry.available(), "torch:AdamW"]
+    argv = ["run", "--suite", "smoke", "--optimizers", "all", "--workloads", "quad_noisy", "--results", str(tmp_path)]
+    assert cli.main([*argv, "--seeds", "1", "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    # ImbSAM (class-split losses) and Sophia-G (logits) have nothing to run on quad_noisy
+    assert f"{len(registry.available()) - 2} runs planned" in out and "imbsam" in err and "sophia_g" in err
+
+
 def test_run_then_report_end_to_end(tmp_path, capsys):
     common = ["--suite", "smoke", "--results", str(tmp_path), "--no-progress", "--threads", "1"]
     opts = ["--optimizers", "adamw,torch:SGD,sophia_g"]

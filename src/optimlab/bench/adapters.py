@@ -104,9 +104,15 @@ def resolve(algorithm_id: str) -> AlgorithmHandle:
     return _from_library(library, name, algorithm_id)
 
 
+#: the id that stands for every registered optimlab optimizer (the whole catalogue)
+ALL = "all"
+
+
 def resolve_many(ids: str | list[str]) -> list[AlgorithmHandle]:
-    """Handles of a comma-separated list (or list) of ids, in order, without duplicates."""
+    """Handles of a comma-separated list (or list) of ids, in order, without duplicates; ``all`` stands for every
+    registered optimizer (sorted by name)."""
     items = [s.strip() for s in ids.split(",")] if isinstance(ids, str) else list(ids)
+    items = [name for item in items for name in (R.available() if item.lower() == ALL else [item])]
     out, seen = [], set()
     for item in items:
         if item and item not in seen:

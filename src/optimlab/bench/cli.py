@@ -170,7 +170,12 @@ def _storage_args(p: argparse.ArgumentParser) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     _storage_args(p)
     p.add_argument("--suite", default="core", help="core, or smoke (tiny configs, for tests)")
-    p.add_argument("--optimizers", "--opt", required=True, help="comma-separated ids: adamw,sgd,torch:AdamW,po:Lion")
+    p.add_argument(
+        "--optimizers",
+        "--opt",
+        required=True,
+        help="comma-separated ids: adamw,sgd,torch:AdamW,po:Lion; all: every registered optimizer",
+    )
     p.add_argument("--workloads", default=None, help="comma-separated workload ids (default: the whole suite)")
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch threads (timing convention: 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
