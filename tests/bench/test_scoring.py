@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from optimlab.bench import report
 from optimlab.bench import scoring as S
 
 INF = math.inf
@@ -272,7 +273,14 @@ def test_miss_distance_separates_ties_at_infinity_and_ranks_have_intervals():
     assert out["distances"]["near"]["w1"] == pytest.approx(math.log10(2)) and out["distances"]["far"]["w1"] == 3.0
     assert out["clocks"]["G"]["rank_ci"] == {"near": (1, 1), "far": (2, 2)}  # separated by the miss distance
     near = out["distances"]["near"]["w1"]
-    assert out["winners"]["w1"] == {"winner": "near", "reached": False, "ties": [], "time": None, "distance": near}
+    assert out["winners"]["w1"] == {
+        "winner": "near",
+        "reached": False,
+        "ties": [],
+        "separable": True,  # one comparison, 3 vs 3: p can reach 0.04
+        "time": None,
+        "distance": near,
+    }
 
 
 def test_winners_show_statistical_ties():
@@ -281,6 +289,20 @@ def test_winners_show_statistical_ties():
     recs += [_hit_or_miss("c", "w1", s) for s in range(3)]
     w = S.score(recs, ruleset="defaults", n_boot=0)["winners"]["w1"]
     assert w["winner"] == "a" and w["ties"] == ["b"] and w["reached"]
+    # 2 comparisons of 3 vs 3: Holm's smallest adjusted p is 2 × 0.040 ≥ α, so "tied" here can mean nothing more
+    # than "reached the target", and the report says so
+    assert S.smallest_p(3, 3) == pytest.approx(0.0404, abs=1e-4) and not w["separable"]
+    assert report.ties_text(w) == "b (too few runs to separate any: everyone who reached it)"
+
+
+def test_winners_separate_with_enough_seeds():
+    recs = [_hit_or_miss("a", "w1", s, 10 + s) for s in range(8)]
+    recs += [_hit_or_miss("b", "w1", s, 30 + s) for s in range(8)]  # slower in every seed: shown slower
+    recs += [_hit_or_miss("c", "w1", s, 12 + s) for s in range(8)]  # overlapping: tied
+    recs += [_hit_or_miss("d", "w1", s) for s in range(8)]
+    w = S.score(recs, ruleset="defaults", n_boot=0)["winners"]["w1"]
+    assert w["separable"] and w["winner"] == "a" and w["ties"] == ["c"]
+    assert report.ties_text(w) == "c"
 
 
 def test_tuned_comparisons_use_one_value_per_study_with_holm_correction():

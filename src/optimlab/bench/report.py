@@ -161,6 +161,15 @@ def target_text(w: Mapping[str, Any]) -> str:
     return f"{'≥' if w.get('direction') == 'max' else '≤'}{w['target']:g}"
 
 
+def ties_text(win: Mapping[str, Any]) -> str:
+    """A winners row's ties: the variants not shown slower, marked when the number of runs made every comparison
+    unprovable (they are then simply all that reached the target)."""
+    names = ", ".join(win["ties"]) or "—"
+    if win["ties"] and not win.get("separable", True):
+        return f"{names} (too few runs to separate any: everyone who reached it)"
+    return names
+
+
 def outcome_cell(o: Mapping[str, Any] | None) -> str:
     if not o:
         return "—"

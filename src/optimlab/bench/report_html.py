@@ -14,7 +14,15 @@ from typing import Any
 
 from . import scoring, svg
 from .html_kit import CSS, JS, colors, download_link, fmt_bytes, fmt_time, fold, heat, opt_num, sortable, table
-from .report import CLOCK_NAMES, _workload_order, leaderboard_rows, outcome_cell, target_text, winning_hparams
+from .report import (
+    CLOCK_NAMES,
+    _workload_order,
+    leaderboard_rows,
+    outcome_cell,
+    target_text,
+    ties_text,
+    winning_hparams,
+)
 
 _NO_TABLE = "none — T uses each run's own amortized step time"
 #: a catalogue-sized ruleset: plots draw the leaderboard's first HIGHLIGHT optimizers (and the baseline) in colour,
@@ -76,7 +84,7 @@ def _winners(summary: Mapping[str, Any], sc: Mapping[str, Any], ruleset: str) ->
         how = f"{win['time']:,.0f} gradients" if win["reached"] else f"{win['distance']:.2g} decades away"
         hp = best.get(win["winner"], {}).get(w["id"], {}).get("hparams", {})
         hp_text = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(hp.items()))
-        rows.append([w["id"], target, who, how, ", ".join(win["ties"]) or "—", hp_text[:160]])
+        rows.append([w["id"], target, who, how, ties_text(win), hp_text[:160]])
     parts.append(
         table(
             ["workload", "target", "winner", "how", "statistically tied", "winner's hyperparameters"],

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import scoring
-from .report import leaderboard_rows, outcome_cell, target_text
+from .report import leaderboard_rows, outcome_cell, target_text, ties_text
 
 
 def _header(summary: Mapping[str, Any]) -> list[str]:
@@ -51,7 +51,7 @@ def _winners(sc: Mapping[str, Any], workloads: list[Mapping[str, Any]]) -> list[
             who = f"**{win['winner']}** ({win['time']:,.0f})"
         else:
             who = f"nobody reached it; closest {win['winner']} ({win['distance']:.2g} decades)"
-        lines.append(f"| {w['id']} | {target} | {who} | {', '.join(win['ties']) or '—'} |")
+        lines.append(f"| {w['id']} | {target} | {who} | {ties_text(win)} |")
     return lines
 
 

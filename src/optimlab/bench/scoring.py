@@ -287,6 +287,11 @@ def mann_whitney_less(x: Sequence[float], y: Sequence[float]) -> float:
     return 0.5 * math.erfc(-z / math.sqrt(2))
 
 
+def smallest_p(n1: int, n2: int) -> float:
+    """The smallest p-value :func:`mann_whitney_less` can give for samples of these sizes (complete separation)."""
+    return mann_whitney_less(range(n1), range(n1, n1 + n2))
+
+
 # ---------------------------------------------------------------------------------------------- from records
 from .variants import hparams_key, latest_per_key, variant  # noqa: E402  (re-exported)
 
@@ -451,7 +456,8 @@ def _tests(cells: Cells, algorithms, workloads, baseline: str, ruleset: str, cos
 def _winners(cells: Cells, algorithms, workloads, ruleset, clock, times, distances, cost) -> dict[str, dict]:
     """Per workload: the fastest variant on ``clock`` (by miss distance when nobody reached the target) and the
     variants statistically tied with it (one-sided Mann–Whitney on per-seed/per-study values, Holm-corrected
-    within the workload, p ≥ ALPHA: not shown to be slower)."""
+    within the workload, p ≥ ALPHA: not shown to be slower); ``separable`` is False when the sample sizes cannot
+    give any comparison an adjusted p below ALPHA (then the ties are merely every variant that reached the target)."""
     out = {}
     for w in workloads:
         present = [a for a in algorithms if (a, w) in cells]
@@ -460,14 +466,17 @@ def _winners(cells: Cells, algorithms, workloads, ruleset, clock, times, distanc
         key = {a: (times[a].get(w, INF), distances[a].get(w, INF), a) for a in present}
         best = min(present, key=lambda a: key[a])
         reached = math.isfinite(key[best][0])
-        ref = _per_unit(cells, best, w, ruleset, clock, cost)
-        pv = {a: mann_whitney_less(ref, _per_unit(cells, a, w, ruleset, clock, cost)) for a in present if a != best}
+        units = {a: _per_unit(cells, a, w, ruleset, clock, cost) for a in present}
+        pv = {a: mann_whitney_less(units[best], units[a]) for a in present if a != best}
         adj = holm({a: p for a, p in pv.items() if not math.isnan(p)})
         ties = [a for a in present if a != best and reached and adj.get(a, 1.0) >= ALPHA and math.isfinite(key[a][0])]
+        # Holm's smallest adjusted p is m × the smallest p: with 3 seeds and m ≥ 2 no comparison can reach α
+        floor = min((len(adj) * smallest_p(len(units[best]), len(units[a])) for a in adj), default=0.0)
         out[w] = {
             "winner": best,
             "reached": reached,
             "ties": sorted(ties),
+            "separable": floor < ALPHA,
             "time": key[best][0] if reached else None,
             "distance": key[best][1],
         }
