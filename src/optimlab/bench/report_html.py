@@ -25,8 +25,9 @@ from .report import (
 )
 
 _NO_TABLE = "none — T uses each run's own amortized step time"
-#: a catalogue-sized ruleset: plots draw the leaderboard's first HIGHLIGHT optimizers (and the baseline) in colour,
-#: the rest grey or not at all; tables longer than FOLD_ROWS rows start folded
+#: a catalogue-sized ruleset (more than HIGHLIGHT + 1 optimizers): plots draw the leaderboard's first HIGHLIGHT (and
+#: the baseline) in colour, the rest grey or not at all, and the optimizer × optimizer / × workload tables start
+#: folded, as does a hyperparameter table of more than FOLD_ROWS rows
 HIGHLIGHT = 8
 FOLD_ROWS = 60
 OTHERS = "#c7c7c7"
@@ -219,10 +220,10 @@ def _profiles(sc: Mapping[str, Any], shown: list[str], cmap: Mapping[str, str]) 
 def _winrate_and_times(sc: Mapping[str, Any]) -> list[str]:
     wr, algs = sc["clocks"]["T"]["winrate"], sc["algorithms"]
     rows = [[a] + [("—", "") if a == b else (f"{wr[a][b]:.2f}", wr[a][b], heat(wr[a][b])) for b in algs] for a in algs]
-    long = len(algs) * len(algs) > FOLD_ROWS * len(sc["workloads"])
+    catalogue = len(algs) > HIGHLIGHT + 1  # as in the plots: too many to read at a glance
 
     def maybe_fold(html: str, what: str) -> str:
-        return fold(html, f"show {what} ({len(algs)} optimizers)") if long else html
+        return fold(html, f"show {what} ({len(algs)} optimizers)") if catalogue else html
 
     parts = ["<h3>Win-rate matrix (T)</h3><p class='note'>Row beats column on this fraction of workloads (ties ½).</p>"]
     parts.append(maybe_fold(table(["row vs column", *algs], rows, cls="winrate"), "the matrix"))
