@@ -60,9 +60,11 @@ def test_run_then_report_end_to_end(tmp_path, capsys):
     assert "not applicable, left out: sophia_g on quad_noisy" in err  # no logits there
     assert cli.main(["run", *common, *sel, "--seeds", "1", "--dry-run"]) == 0
     assert "5 runs planned, 5 already" in capsys.readouterr().out
-    assert cli.main(["report", "--suite", "smoke", "--results", str(tmp_path), "--bootstrap", "20"]) == 0
+    report = ["report", "--suite", "smoke", "--results", str(tmp_path), "--bootstrap", "20", "--rank-by", "G"]
+    assert cli.main(report) == 0
     assert (tmp_path / "report.html").exists() and (tmp_path / "LEADERBOARD.md").exists()
     md = (tmp_path / "LEADERBOARD.md").read_text()
+    assert "rank on score G" in md
     assert "torch:SGD" in md and "| torch |" in md  # each row marks its library
     assert "sophia_g" in md
     assert cli.main(["export", "--results", str(tmp_path), "--out", str(tmp_path / "long.csv")]) == 0

@@ -118,6 +118,22 @@ def test_a_catalogue_sized_report_folds_long_tables_and_colours_the_leaders(fill
     assert "others left out)." in html  # the curves draw the leaders only
 
 
+def test_the_leaderboard_ranks_on_the_chosen_clock(filled_store):
+    rs, version, _ = filled_store
+    with pytest.raises(ValueError, match="rank_by"):
+        report.build(rs, suite=version, n_boot=0, rank_by="wall")
+    summary = report.build(rs, suite=version, n_boot=50, rank_by="G")
+    d = summary["rulesets"]["defaults"]
+    rows = report.leaderboard_rows(d)
+    assert [r["G"][0] for r in rows] == sorted((r["G"][0] for r in rows), reverse=True)
+    assert all(r["rank_ci"] == tuple(d["clocks"]["G"]["rank_ci"][r["algorithm"]]) for r in rows)
+    assert "rank on score G" in report.render_markdown(summary)
+    html = report.render_html(summary)
+    assert "Order and rank intervals: score G" in html and "<h3>Win-rate matrix (G)</h3>" in html
+    default = report.build(rs, suite=version, n_boot=0)
+    assert default["rank_by"] == "T" and "Order and rank intervals: score T" in report.render_html(default)
+
+
 def test_unfinished_sweep_shows_a_banner(tmp_path):
     from optimlab.bench import workqueue
 

@@ -122,6 +122,12 @@ def _add_report(sub: Any) -> None:
     p.add_argument("--baseline", default="adamw", help="optimizer the speedups are relative to")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the score CIs")
     p.add_argument("--machine", default=None, help="step-cost table (machine id) to use for T")
+    p.add_argument(
+        "--rank-by",
+        choices=("T", "S", "G"),
+        default="T",
+        help="clock the leaderboard is ordered and ranked on (default T; G where run times are not comparable)",
+    )
     p.set_defaults(func=cmd_report)
 
 
@@ -519,7 +525,12 @@ def cmd_report(args) -> int:
     md = args.md or os.path.join(results_dir, "LEADERBOARD.md")
     js = args.json or os.path.join(results_dir, "summary.json")
     summary = report.build(
-        result_store, suite=suite, baseline=args.baseline, n_boot=args.bootstrap, machine=args.machine
+        result_store,
+        suite=suite,
+        baseline=args.baseline,
+        n_boot=args.bootstrap,
+        machine=args.machine,
+        rank_by=args.rank_by,
     )
     if not summary["rulesets"]:
         return _fail(f"no results for suite {suite!r} in {result_store.display_url}")

@@ -19,6 +19,7 @@ from .report import (
     _workload_order,
     leaderboard_rows,
     outcome_cell,
+    rank_clock,
     target_text,
     ties_text,
     winning_hparams,
@@ -61,7 +62,7 @@ def _head(summary: Mapping[str, Any]) -> list[str]:
         f"a variant says otherwise. Clocks: T = steps-to-target × amortized step cost (step-cost table: "
         f"{escape(str(summary.get('cost_machine') or _NO_TABLE))}), S = steps, G = gradient evaluations. Scores: "
         f"AlgoPerf performance-profile integral over τ ∈ [1, {scoring.R_MAX:g}], 95% bootstrap CI over workloads "
-        "and seeds/studies; ranks are 95% bootstrap intervals.</p>"
+        f"and seeds/studies; ranks (on score {summary.get('rank_by', 'T')}) are 95% bootstrap intervals.</p>"
     )
     return parts
 
@@ -85,7 +86,7 @@ def _winners(summary: Mapping[str, Any], sc: Mapping[str, Any], ruleset: str) ->
         how = f"{win['time']:,.0f} gradients" if win["reached"] else f"{win['distance']:.2g} decades away"
         hp = best.get(win["winner"], {}).get(w["id"], {}).get("hparams", {})
         hp_text = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(hp.items()))
-        rows.append([w["id"], target, who, how, ties_text(win), hp_text[:160]])
+        rows.append([w["id"], target, who, how, ties_text(win), hp_text])  # whole: a cut value misleads
     parts.append(
         table(
             ["workload", "target", "winner", "how", "statistically tied", "winner's hyperparameters"],
@@ -173,7 +174,8 @@ def _leaderboard(summary: Mapping[str, Any], sc: Mapping[str, Any], ruleset: str
     return [
         f"<h2 id='leaderboard-{escape(ruleset)}'>Leaderboard — ruleset <code>{escape(ruleset)}</code></h2>",
         table(headers, rows, left=4, tid=f"leaderboard-table-{ruleset}"),
-        f"<p class='note'>Per-workload time = {agg}; a miss, divergence or error counts as ∞. Order: score T, then "
+        f"<p class='note'>Per-workload time = {agg}; a miss, divergence or error counts as ∞. Order and rank "
+        f"intervals: score {rank_clock(sc)}, then "
         "the mean miss distance (decades from the target, capped at 10), which separates optimizers that all "
         "miss. Speedup: geometric mean of t_baseline / t over the workloads both reach (a miss never earns "
         "speedup), with the number of such workloads and of the workloads the baseline reaches and this one "
@@ -218,14 +220,17 @@ def _profiles(sc: Mapping[str, Any], shown: list[str], cmap: Mapping[str, str]) 
 
 
 def _winrate_and_times(sc: Mapping[str, Any]) -> list[str]:
-    wr, algs = sc["clocks"]["T"]["winrate"], sc["algorithms"]
+    by = rank_clock(sc)
+    wr, algs = sc["clocks"][by]["winrate"], sc["algorithms"]
     rows = [[a] + [("—", "") if a == b else (f"{wr[a][b]:.2f}", wr[a][b], heat(wr[a][b])) for b in algs] for a in algs]
     catalogue = len(algs) > HIGHLIGHT + 1  # as in the plots: too many to read at a glance
 
     def maybe_fold(html: str, what: str) -> str:
         return fold(html, f"show {what} ({len(algs)} optimizers)") if catalogue else html
 
-    parts = ["<h3>Win-rate matrix (T)</h3><p class='note'>Row beats column on this fraction of workloads (ties ½).</p>"]
+    parts = [
+        f"<h3>Win-rate matrix ({by})</h3><p class='note'>Row beats column on this fraction of workloads (ties ½).</p>"
+    ]
     parts.append(maybe_fold(table(["row vs column", *algs], rows, cls="winrate"), "the matrix"))
     parts.append("<h3>Per-workload times</h3>")
     for clock in ("G", "S", "T"):

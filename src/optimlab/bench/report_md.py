@@ -27,7 +27,8 @@ def _header(summary: Mapping[str, Any]) -> list[str]:
     lines.append(
         f"{summary['n_runs']} runs; generated {summary['generated']}. Scores: AlgoPerf performance-profile integral "
         f"(τ ≤ {scoring.R_MAX:g}) on T = steps × step cost, S = steps, G = gradient evaluations; 95% bootstrap CI; "
-        "rank: 95% bootstrap interval (ties in score broken by the miss distance)."
+        f"rank: 95% bootstrap interval of the rank on score {summary.get('rank_by', 'T')} (ties in score broken by "
+        "the miss distance)."
     )
     return lines
 
