@@ -35,7 +35,7 @@ API_MODULES = (
     "optimlab.claims",
 )
 #: hand-written pages of docs/ in the site's "Results and references" section, when present
-REFERENCE_PAGES = ("benchmark.md", "claims.md", "conventions.md", "compatibility.md")
+REFERENCE_PAGES = ("benchmark.md", "bench/defaults-core-v1.md", "claims.md", "conventions.md", "compatibility.md")
 #: guides listed first, in this order (others follow alphabetically)
 GUIDE_ORDER = ("choosing-an-optimizer", "migration")
 #: the shape whose state the page quotes (a 1024 × 1024 weight: matrix rules engage)

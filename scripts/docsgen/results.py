@@ -57,7 +57,8 @@ def benchmark_rows(name: str) -> BenchmarkRows:
             leaderboard = next((r for r in table if r["optimizer"] == name), None)
         if table and "winner" in table[0]:
             for row in table:
-                tied = [t.strip() for t in row.get("statistically tied", "").split(",")]
+                names = re.sub(r"\s*\(.*\)\s*$", "", row.get("statistically tied", ""))  # drop "(too few runs …)"
+                tied = [t.strip() for t in names.split(",")]
                 if f"**{name}**" in row["winner"] or name in tied:
                     wins.append(row)
     return BenchmarkRows(leaderboard, columns, tuple(wins))
