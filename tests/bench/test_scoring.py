@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from optimlab.bench import report
+from optimlab.bench import report, stats
 from optimlab.bench import scoring as S
 
 INF = math.inf
@@ -98,12 +98,12 @@ def test_bootstrap_is_deterministic_and_brackets_clear_cases():
 
 
 def test_mann_whitney_one_sided():
-    assert S.mann_whitney_less([1, 2, 3, 4], [10, 11, 12, 13]) < 0.05
-    assert S.mann_whitney_less([10, 11, 12, 13], [1, 2, 3, 4]) > 0.95
-    assert S.mann_whitney_less([1, 2, 3, 4], [1, 2, 3, 4]) == pytest.approx(0.5, abs=0.2)
-    assert S.mann_whitney_less([1.0, 2.0, 3.0], [INF, INF, INF]) < 0.1  # ∞ ranks last
-    assert math.isnan(S.mann_whitney_less([INF, INF], [INF, INF]))
-    assert math.isnan(S.mann_whitney_less([], [1.0]))
+    assert stats.mann_whitney_less([1, 2, 3, 4], [10, 11, 12, 13]) < 0.05
+    assert stats.mann_whitney_less([10, 11, 12, 13], [1, 2, 3, 4]) > 0.95
+    assert stats.mann_whitney_less([1, 2, 3, 4], [1, 2, 3, 4]) == pytest.approx(0.5, abs=0.2)
+    assert stats.mann_whitney_less([1.0, 2.0, 3.0], [INF, INF, INF]) < 0.1  # ∞ ranks last
+    assert math.isnan(stats.mann_whitney_less([INF, INF], [INF, INF]))
+    assert math.isnan(stats.mann_whitney_less([], [1.0]))
 
 
 def _rec(alg, wl, seed, status, s=None, grads=None, hvps=0, steps=100, train_time=1.0, ruleset="defaults", **kw):
@@ -185,14 +185,14 @@ def test_score_tuned_uses_median_of_study_minima():
 
 
 def test_tuning_budget_curve():
-    assert S.hit_probability_after(1, 4, 1) == pytest.approx(0.25)
-    assert S.hit_probability_after(2, 4, 1) == pytest.approx(0.5)
-    assert S.hit_probability_after(4, 4, 1) == 1.0
-    assert S.hit_probability_after(3, 4, 0) == 0.0
-    assert S.hit_probability_after(2, 3, 2) == 1.0  # only one miss: two draws always include a hit
-    curve = S.tuning_budget_curve({"w1": (4, 1), "w2": (4, 4)}, 4)
+    assert stats.hit_probability_after(1, 4, 1) == pytest.approx(0.25)
+    assert stats.hit_probability_after(2, 4, 1) == pytest.approx(0.5)
+    assert stats.hit_probability_after(4, 4, 1) == 1.0
+    assert stats.hit_probability_after(3, 4, 0) == 0.0
+    assert stats.hit_probability_after(2, 3, 2) == 1.0  # only one miss: two draws always include a hit
+    curve = stats.tuning_budget_curve({"w1": (4, 1), "w2": (4, 4)}, 4)
     assert curve == pytest.approx([0.625, 0.75, 0.875, 1.0])
-    assert S.tuning_budget_curve({}, 3) == []
+    assert stats.tuning_budget_curve({}, 3) == []
 
 
 def test_calibration_helpers():
@@ -291,7 +291,7 @@ def test_winners_show_statistical_ties():
     assert w["winner"] == "a" and w["ties"] == ["b"] and w["reached"]
     # 2 comparisons of 3 vs 3: Holm's smallest adjusted p is 2 × 0.040 ≥ α, so "tied" here can mean nothing more
     # than "reached the target", and the report says so
-    assert S.smallest_p(3, 3) == pytest.approx(0.0404, abs=1e-4) and not w["separable"]
+    assert stats.smallest_p(3, 3) == pytest.approx(0.0404, abs=1e-4) and not w["separable"]
     assert report.ties_text(w) == "b (too few runs to separate any: everyone who reached it)"
 
 
@@ -315,6 +315,6 @@ def test_tuned_comparisons_use_one_value_per_study_with_holm_correction():
     t = out["tests_vs_baseline"]["x"]["w1"]
     # 3 study minima against 3: the smallest one-sided p a rank test can give with 3 vs 3 (pooled trials,
     # 15 vs 15, would claim far more certainty)
-    assert t["p"] == pytest.approx(S.mann_whitney_less([10.0] * 3, [100.0] * 3)) and t["p"] > 0.01
+    assert t["p"] == pytest.approx(stats.mann_whitney_less([10.0] * 3, [100.0] * 3)) and t["p"] > 0.01
     assert t["p_holm"] >= t["p"]
-    assert S.holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})
+    assert stats.holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})

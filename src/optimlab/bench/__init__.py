@@ -19,7 +19,8 @@ Modules (one idea each):
   :mod:`~optimlab.bench.estimate` — the dry run's time estimate (step-cost table, else shipped AdamW costs);
 * :mod:`~optimlab.bench.variants` — what a run is ranked under (named variants) and which runs replace others;
   :mod:`~optimlab.bench.scoring` — S/G/T clocks, profiles, bootstrap CIs and rank intervals, honest speedups,
-  miss distances, per-workload winners with ties, Holm-corrected tests;
+  miss distances, per-workload winners with ties; :mod:`~optimlab.bench.stats` — the rank test, Holm's
+  correction and the tuning hit probabilities it uses;
 * :mod:`~optimlab.bench.report` (data, Markdown via :mod:`~optimlab.bench.report_md`, JSON),
   :mod:`~optimlab.bench.report_html` / :mod:`~optimlab.bench.html_kit` / :mod:`~optimlab.bench.svg` — the
   self-contained HTML report; :mod:`~optimlab.bench.export` — the long-format export;
