@@ -223,3 +223,73 @@ def test_a_run_that_kills_its_worker_every_time_gives_up_after_max_attempts(tmp_
 def test_password_is_masked():
     assert store.mask_url("postgresql://bench:hunter2@db:5432/x") == "postgresql://bench:***@db:5432/x"
     assert store.mask_url("sqlite:////tmp/a.sqlite3") == "sqlite:////tmp/a.sqlite3"
+
+
+def test_racing_reapers_and_a_late_finish_never_duplicate_a_run(tmp_path):
+    """Two workers that find the same stale run at once requeue it once; a result written while a reaper fails the
+    run is either the one that counts (no retry) or refused (the retry counts). On SQLite the driver starts its
+    transaction at the first write, so a check-then-write here must be one conditional update."""
+    import threading
+
+    from optimlab.bench import sweep
+
+    db = tmp_path / "race.sqlite3"
+    url = f"sqlite:///{db}"
+    version, smoke, _ = W.suite("smoke")
+    cells = tuning.plan_defaults(version, [W.get("quad_noisy")], adapters.resolve_many("sgd"), seeds=3, smoke=smoke)
+    rs = store.ResultStore(url, heartbeat=1)
+    workqueue.enqueue(rs, [sweep.job_of(c) for c in cells])
+    ids = list(rs.study_ids().values())
+    stores = [store.ResultStore(url, heartbeat=1) for _ in range(4)]
+
+    def race(*actions):
+        barrier = threading.Barrier(len(actions))
+        outcome = [None] * len(actions)
+
+        def go(i, act):
+            barrier.wait()
+            try:
+                outcome[i] = act()
+            except workqueue.Lost:
+                outcome[i] = "lost"
+
+        threads = [threading.Thread(target=go, args=(i, a)) for i, a in enumerate(actions)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return outcome
+
+    for _ in range(5):  # every round: claim all, let them go stale, reap them from 4 workers at once
+        claimed = [workqueue.claim(rs, ids) for _ in range(3)]
+        assert None not in claimed
+        _age_heartbeats(db)
+        reaped = race(*[lambda s=s: workqueue.reap_stale(s, ids) for s in stores])
+        assert sum(reaped) == 3, reaped
+        assert workqueue.count(rs, ids, "WAITING") == 3  # one retry each, not one per reaper
+        for tid in claimed:  # a late result of a reaped run is refused
+            with pytest.raises(workqueue.Lost):
+                workqueue.finish(rs, tid, value=1.0, attrs={"result": {}})
+        if workqueue.count(rs, ids, "FAIL") >= 3 * (workqueue.MAX_ATTEMPTS - 1):
+            break
+    fresh = tuning.plan_defaults(version, [W.get("rosenbrock50")], adapters.resolve_many("sgd"), seeds=6, smoke=smoke)
+    workqueue.enqueue(rs, [sweep.job_of(c) for c in fresh])
+    ids = [i for name, i in rs.study_ids().items() if "rosenbrock50" in name]
+    wins = collections.Counter()
+    for _ in range(6):  # a result racing a reaper: exactly one of them wins
+        tid = workqueue.claim(rs, ids)
+        assert tid is not None
+        _age_heartbeats(db)
+        waiting = workqueue.count(rs, ids, "WAITING")
+        fin, reaped = race(
+            lambda tid=tid: workqueue.finish(stores[0], tid, value=1.0, attrs={"result": {}}),
+            lambda: workqueue.reap_stale(stores[1], ids),
+        )
+        state = rs.storage.get_trial(tid).state.name
+        retries = workqueue.count(rs, ids, "WAITING") - waiting
+        if fin == "lost":
+            assert state == "FAIL" and reaped == 1 and retries == 1
+        else:
+            assert state == "COMPLETE" and reaped == 0 and retries == 0
+        wins[state] += 1
+    assert sum(wins.values()) == 6, wins

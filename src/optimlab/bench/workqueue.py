@@ -16,7 +16,9 @@ whose heartbeat is older than the grace period (its worker was killed, or its ma
 enqueues a WAITING copy of it, again in one transaction, up to ``MAX_ATTEMPTS`` attempts (Optuna's
 ``RetryFailedTrialCallback`` does the same in two steps). Nothing is lost: a kill at any point leaves the run
 WAITING, RUNNING (then stale, then retried) or COMPLETE; nothing is duplicated: a late ``finish`` of a trial that
-was reaped is refused, and its copy is the one that counts.
+was reaped is refused, and its copy is the one that counts. Every state check is itself the conditional update
+(:func:`_move`), never a read followed by a write: SQLite's Python driver opens the transaction at the first write,
+so two workers reaping one stale run at once both read RUNNING and requeued it twice (seen in the kill test).
 """
 
 from __future__ import annotations
@@ -156,9 +158,12 @@ def _finish_once(result_store, trial_id, value, attrs, params, distributions) ->
     TS = _state()
     storage = result_store.storage
     with scoped(storage.scoped_session) as session:
-        trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
-        if trial.state != TS.RUNNING:
-            raise Lost(f"trial {trial_id} is {trial.state.name}, not RUNNING (reaped as stale)")
+        # RUNNING → RUNNING: takes the row (and SQLite's write lock) for this transaction while it is still RUNNING,
+        # so that no reaper can fail it between this check and the COMPLETE below
+        if not _move(session, trial_id, TS.RUNNING, TS.RUNNING):
+            state = models.TrialModel.find_or_raise_by_id(trial_id, session).state
+            raise Lost(f"trial {trial_id} is {state.name}, not RUNNING (reaped as stale)")
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
         for k, v in attrs.items():
             storage._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id, k, v)
         existing = {p.param_name for p in trial.params}
@@ -169,6 +174,26 @@ def _finish_once(result_store, trial_id, value, attrs, params, distributions) ->
         storage._set_trial_value_without_commit(session, trial, 0, float(value))
         trial.state = TS.COMPLETE
         trial.datetime_complete = _dt.datetime.now()
+
+
+def _move(session, trial_id: int, src, dst) -> bool:
+    """Change a trial's state from ``src`` to ``dst`` with one conditional update: True for exactly one of any
+    number of concurrent callers. (A read-then-write is not enough: SQLite's Python driver starts the transaction
+    at the first write, so two workers could both read RUNNING and both act on it.)"""
+    import sqlalchemy as sa
+
+    models, _ = _rdb()
+    T = models.TrialModel
+    values = {T.state: dst}
+    if dst.is_finished():
+        values[T._datetime_complete_utc] = _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
+    changed = session.execute(
+        sa.update(T)
+        .where(T.trial_id == trial_id, T.state == src)
+        .values(values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return changed == 1
 
 
 def count(result_store: store.ResultStore, study_ids: Iterable[int], state: str) -> int:
@@ -256,13 +281,11 @@ def _reap_one(result_store: store.ResultStore, trial_id: int) -> bool:
     TS = _state()
     storage = result_store.storage
     with scoped(storage.scoped_session) as session:
-        trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
-        if trial.state != TS.RUNNING:
-            return False
+        if not _move(session, trial_id, TS.RUNNING, TS.FAIL):
+            return False  # finished, or reaped by another worker
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
         attrs = {a.key: json.loads(a.value_json) for a in trial.user_attributes}
         attempt = int(attrs.get("attempt", 1))
-        trial.state = TS.FAIL
-        trial.datetime_complete = _dt.datetime.now()
         if attempt >= MAX_ATTEMPTS or "job" not in attrs:
             return True
         models.StudyModel.find_or_raise_by_id(trial.study_id, session, for_update=True)
