@@ -26,7 +26,8 @@ Modules (one idea each):
   self-contained HTML report; :mod:`~optimlab.bench.export` — the long-format export;
 * :mod:`~optimlab.bench.calibration` — the target-setting procedure for freezing a suite version;
 * :mod:`~optimlab.bench.provenance` — git/library/machine provenance stored with every result;
-* :mod:`~optimlab.bench.cli` — ``optimlab bench list|run|worker|step-cost|report|calibrate|export``.
+* :mod:`~optimlab.bench.cli` — ``optimlab bench list|run|worker|step-cost|report|calibrate|export``, their flags in
+  :mod:`~optimlab.bench.cli_args`.
 
 Quick start::
 
