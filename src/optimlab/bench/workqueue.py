@@ -124,14 +124,7 @@ def _claim_once(result_store: store.ResultStore, ids: list[int]) -> int | None:
             sa.select(T.trial_id).where(T.study_id.in_(ids), T.state == TS.WAITING).order_by(T.trial_id).limit(16)
         ).scalars()
         for tid in list(candidates):
-            now = _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
-            changed = session.execute(
-                sa.update(T)
-                .where(T.trial_id == tid, T.state == TS.WAITING)
-                .values({T.state: TS.RUNNING, T._datetime_start_utc: now})
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if changed == 1:
+            if _move(session, tid, TS.WAITING, TS.RUNNING):
                 session.add(models.TrialHeartbeatModel(trial_id=tid))
                 owner = json.dumps({"host": socket.gethostname(), "pid": os.getpid()})
                 session.add(models.TrialUserAttributeModel(trial_id=tid, key="worker", value_json=owner))
@@ -177,16 +170,20 @@ def _finish_once(result_store, trial_id, value, attrs, params, distributions) ->
 
 
 def _move(session, trial_id: int, src, dst) -> bool:
-    """Change a trial's state from ``src`` to ``dst`` with one conditional update: True for exactly one of any
-    number of concurrent callers. (A read-then-write is not enough: SQLite's Python driver starts the transaction
-    at the first write, so two workers could both read RUNNING and both act on it.)"""
+    """Change a trial's state from ``src`` to ``dst`` with one conditional update, stamping its start (WAITING →
+    RUNNING) or completion time: True for exactly one of any number of concurrent callers. (A read-then-write is
+    not enough: SQLite's Python driver starts the transaction at the first write, so two workers could both read
+    RUNNING and both act on it.)"""
     import sqlalchemy as sa
 
     models, _ = _rdb()
     T = models.TrialModel
+    now = _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
     values = {T.state: dst}
     if dst.is_finished():
-        values[T._datetime_complete_utc] = _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
+        values[T._datetime_complete_utc] = now
+    elif src == _state().WAITING:
+        values[T._datetime_start_utc] = now
     changed = session.execute(
         sa.update(T)
         .where(T.trial_id == trial_id, T.state == src)
