@@ -120,9 +120,9 @@ def leaderboard_rows(sc: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def rank_clock(sc: Mapping[str, Any]) -> str:
-    """The clock a ruleset's leaderboard is ordered and ranked on."""
-    return sc.get("rank_by", "T")
+def rank_clock(scores: Mapping[str, Any]) -> str:
+    """The clock the leaderboard is ordered and ranked on (of the report's summary or of one ruleset's scores)."""
+    return scores.get("rank_by", "T")
 
 
 def _score(sc: Mapping[str, Any], clock: str, a: str) -> tuple[float, str]:

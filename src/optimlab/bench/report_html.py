@@ -62,7 +62,7 @@ def _head(summary: Mapping[str, Any]) -> list[str]:
         f"a variant says otherwise. Clocks: T = steps-to-target × amortized step cost (step-cost table: "
         f"{escape(str(summary.get('cost_machine') or _NO_TABLE))}), S = steps, G = gradient evaluations. Scores: "
         f"AlgoPerf performance-profile integral over τ ∈ [1, {scoring.R_MAX:g}], 95% bootstrap CI over workloads "
-        f"and seeds/studies; ranks (on score {summary.get('rank_by', 'T')}) are 95% bootstrap intervals.</p>"
+        f"and seeds/studies; ranks (on score {rank_clock(summary)}) are 95% bootstrap intervals.</p>"
     )
     return parts
 

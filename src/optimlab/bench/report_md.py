@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import scoring
-from .report import leaderboard_rows, outcome_cell, target_text, ties_text
+from .report import leaderboard_rows, outcome_cell, rank_clock, target_text, ties_text
 
 
 def _header(summary: Mapping[str, Any]) -> list[str]:
@@ -27,7 +27,7 @@ def _header(summary: Mapping[str, Any]) -> list[str]:
     lines.append(
         f"{summary['n_runs']} runs; generated {summary['generated']}. Scores: AlgoPerf performance-profile integral "
         f"(τ ≤ {scoring.R_MAX:g}) on T = steps × step cost, S = steps, G = gradient evaluations; 95% bootstrap CI; "
-        f"rank: 95% bootstrap interval of the rank on score {summary.get('rank_by', 'T')} (ties in score broken by "
+        f"rank: 95% bootstrap interval of the rank on score {rank_clock(summary)} (ties in score broken by "
         "the miss distance)."
     )
     return lines
